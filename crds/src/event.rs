@@ -111,4 +111,17 @@ impl Resource for Event {
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
     }
+
+    fn desired_state_differs(&self, other: &Self) -> bool {
+        let facts = |e: &Self| {
+            (
+                e.involved_object.clone(),
+                e.type_,
+                e.reason.clone(),
+                e.message.clone(),
+                e.count,
+            )
+        };
+        facts(self) != facts(other)
+    }
 }

@@ -22,6 +22,13 @@ pub trait Resource:
     fn name(&self) -> &str {
         &self.metadata().name
     }
+
+    /// Drops the observed state, which is stored apart from the object (see DESIGN.md).
+    fn clear_status(&mut self) {}
+
+    /// Whether what a person asked for differs between `self` and `other`; the store bumps
+    /// `metadata.generation` when it does.
+    fn desired_state_differs(&self, other: &Self) -> bool;
 }
 
 /// The desired state of a kind: ties a spec type to its kind, plural and status type.
@@ -112,5 +119,13 @@ impl<S: Spec> Resource for Object<S> {
 
     fn metadata_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
+    }
+
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+
+    fn desired_state_differs(&self, other: &Self) -> bool {
+        self.spec != other.spec
     }
 }
