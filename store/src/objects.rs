@@ -227,8 +227,9 @@ impl Store {
     }
 }
 
-/// `desired` as it should be stored over `current`: identity kept, generation bumped on change.
-fn next_version<R: Resource>(current: &R, desired: &R) -> R {
+/// `desired` as it should be stored over `current`: identity kept, generation bumped on change
+/// of the desired state. Used by [`Store::update`] and by callers building transactions.
+pub fn next_version<R: Resource>(current: &R, desired: &R) -> R {
     let mut next = desired.clone();
     let changed = current.desired_state_differs(desired);
     let (old, new) = (current.metadata(), next.metadata_mut());
