@@ -1,0 +1,6 @@
+//! `herd-agent`: the node agent, one per host (the seed's server agent).
+//!
+//! It keeps the host's lease and heartbeat, watches only its own assignments, and drives a
+//! [`hypervisor::Hypervisor`] until what runs matches what was assigned.
+
+pub mod hypervisor;
