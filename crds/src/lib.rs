@@ -5,9 +5,11 @@
 //! every problem with its field path, the YAML manifest reader, and the schema generator behind
 //! `manifests/crds/`. It does no I/O beyond what a caller hands it: no tokio, no etcd.
 
+pub mod assignment;
 pub mod cluster_policy;
 pub mod condition;
 pub mod event;
+mod locate;
 pub mod manifest;
 pub mod meta;
 pub mod migration;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::cluster_policy::ClusterPolicy;
 use crate::event::Event;
+use crate::locate::Lines;
 use crate::meta::{API_VERSION, ObjectMeta};
 use crate::migration::Migration;
 use crate::node::Node;
@@ -21,6 +22,10 @@ use crate::yaml::{self, MAX_INPUT_BYTES, YamlError};
 
 /// An object of any herd kind.
 #[derive(Clone, Debug, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "objects are handled a few at a time; boxing would burden every match on them"
+)]
 pub enum AnyObject {
     VirtualMachine(VirtualMachine),
     Node(Node),
@@ -266,13 +271,26 @@ pub fn parse_manifests(
                 line: document.first_line,
                 object,
             }),
-            Err(problems) => errors.extend(problems.into_iter().map(|p| ManifestError {
-                source: source.to_owned(),
-                document: Some(index + 1),
-                line: p.line.or(Some(document.first_line)),
-                field: p.path,
-                message: p.message,
-            })),
+            Err(problems) => {
+                // Problems found after parsing know their field but not its line.
+                let lines = problems
+                    .iter()
+                    .any(|p| p.line.is_none() && p.path.is_some())
+                    .then(|| Lines::new(&document.text))
+                    .flatten();
+                errors.extend(problems.into_iter().map(|p| {
+                    ManifestError {
+                        source: source.to_owned(),
+                        document: Some(index + 1),
+                        line: p
+                            .line
+                            .or_else(|| Some(lines.as_ref()?.line_of(p.path.as_deref()?)))
+                            .or(Some(document.first_line)),
+                        field: p.path,
+                        message: p.message,
+                    }
+                }))
+            }
         }
     }
     if parsed.is_empty() && errors.is_empty() {

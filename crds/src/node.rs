@@ -88,6 +88,10 @@ pub struct NodeStatus {
     pub accepts_migrations: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The store revision of the agent's latest full read of its assignments, after it acted
+    /// on them: every assignment change up to this revision is reflected in `domains`.
+    #[serde(default)]
+    pub observed_revision: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

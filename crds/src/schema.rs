@@ -31,11 +31,67 @@ pub fn openapi_schema<T: JsonSchema>() -> Value {
     value
 }
 
+/// Rewrites a JSON schema into a Kubernetes *structural* schema, which the API server
+/// requires of a CRD: no `additionalProperties: false` (the server prunes unknown fields
+/// instead, and refuses it beside `properties`), and no `type` or `description` inside a
+/// `oneOf`, so schemars' one-branch-per-documented-variant enums become one plain `enum`.
+fn make_structural(schema: &mut Value) {
+    let Some(map) = schema.as_object_mut() else {
+        if let Some(items) = schema.as_array_mut() {
+            items.iter_mut().for_each(make_structural);
+        }
+        return;
+    };
+    if map.get("additionalProperties") == Some(&json!(false)) {
+        map.remove("additionalProperties");
+    }
+    for junctor in ["oneOf", "anyOf"] {
+        if let Some(values) = map.get(junctor).and_then(string_enum) {
+            map.remove(junctor);
+            map.insert("type".into(), json!("string"));
+            map.insert("enum".into(), Value::Array(values));
+        }
+    }
+    map.values_mut().for_each(make_structural);
+}
+
+/// The values of a `oneOf` whose every branch is a documented string `enum` or `const`.
+fn string_enum(branches: &Value) -> Option<Vec<Value>> {
+    let mut values = Vec::new();
+    for branch in branches.as_array()? {
+        let branch = branch.as_object()?;
+        let plain = branch.iter().all(|(key, value)| match key.as_str() {
+            "type" => value == "string",
+            "description" | "enum" | "const" => true,
+            _ => false,
+        });
+        if !plain {
+            return None;
+        }
+        match (branch.get("enum"), branch.get("const")) {
+            (Some(Value::Array(items)), None) => values.extend(items.iter().cloned()),
+            (None, Some(value)) => values.push(value.clone()),
+            _ => return None,
+        }
+    }
+    values.iter().all(Value::is_string).then_some(values)
+}
+
 /// The `CustomResourceDefinition` of one kind.
 pub fn crd<R: Resource + JsonSchema>(short_names: &[&str]) -> Value {
     let (group, version) = API_VERSION
         .split_once('/')
         .expect("API_VERSION is group/version");
+    let mut schema = openapi_schema::<R>();
+    make_structural(&mut schema);
+    // The API server owns `metadata` and refuses a CRD that describes more of it than this.
+    let properties = &mut schema["properties"];
+    properties["metadata"] = json!({ "type": "object" });
+    let subresources = if properties.get("status").is_some() {
+        json!({ "status": {} })
+    } else {
+        json!({})
+    };
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -53,8 +109,8 @@ pub fn crd<R: Resource + JsonSchema>(short_names: &[&str]) -> Value {
                 "name": version,
                 "served": true,
                 "storage": true,
-                "subresources": { "status": {} },
-                "schema": { "openAPIV3Schema": openapi_schema::<R>() },
+                "subresources": subresources,
+                "schema": { "openAPIV3Schema": schema },
             }],
         },
     })

@@ -7,7 +7,12 @@ use std::fmt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_saphyr::{Budget, DuplicateKeyPolicy, Options};
+use serde_saphyr::budget::BudgetBreach;
+use serde_saphyr::granit_parser::ErrorKind;
+use serde_saphyr::{
+    Budget, DuplicateKeyPolicy, Error, ExternalMessageSource, MessageFormatter, Options,
+    UserMessageFormatter,
+};
 
 /// Largest YAML text accepted in one call (a manifest file or a stored object).
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
@@ -66,29 +71,117 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
                 error.into_inner()
             })
         });
-    result.map_err(|error| from_saphyr(&error, failed_at.filter(|path| path != ".")))
+    result.map_err(|error| from_saphyr(text, &error, failed_at.filter(|path| path != ".")))
 }
 
-fn from_saphyr(error: &serde_saphyr::Error, path: Option<String>) -> YamlError {
+fn from_saphyr(text: &str, error: &serde_saphyr::Error, path: Option<String>) -> YamlError {
+    let error = original(error);
     let line = error
         .location()
         .map(|l| l.line())
         .filter(|line| *line > 0)
         .map(|line| line as usize);
-    let message = error.without_snippet().to_string();
+    // serde_path_to_error spells a key it had not finished reading `?`.
+    let parent = path.map(|path| match path.strip_suffix('?') {
+        Some(parent) => parent.trim_end_matches('.').to_owned(),
+        None => path,
+    });
+    let child = |name: &str| match parent.as_deref() {
+        Some("") | None => name.to_owned(),
+        Some(parent) => format!("{parent}.{name}"),
+    };
+    let path = match error {
+        Error::DuplicateMappingKey { key: Some(key), .. } => Some(child(key)),
+        Error::SerdeMissingField { field, .. } => Some(child(field)),
+        _ => parent.filter(|path| !path.is_empty()),
+    };
     YamlError {
         path,
         line,
-        message: strip_location(&message),
+        message: describe(text, error),
     }
 }
 
-/// serde-saphyr appends " at line N column M"; the line is reported separately.
-fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
+/// The error itself, without the alias or snippet wrappers serde-saphyr puts around it.
+fn original(mut error: &Error) -> &Error {
+    while let Error::AliasError { error: inner, .. } | Error::WithSnippet { error: inner, .. } =
+        error
+    {
+        error = inner;
     }
+    error
+}
+
+const TOO_DEEP: &str = "is nested too deeply; herd objects need only a few levels";
+
+/// A sentence for a person: what is wrong and what to do, without serde-saphyr's internals
+/// (option names, counters) and without the location, which is reported on its own.
+fn describe(text: &str, error: &Error) -> String {
+    match error {
+        Error::InvalidScalar { ty, location } => {
+            let got = scalar_at(text, location)
+                .map(|value| format!(" (got {value})"))
+                .unwrap_or_default();
+            format!("{}{got}", expected_scalar(ty))
+        }
+        Error::DuplicateMappingKey { .. } => "is given twice (duplicate key); keep only one".into(),
+        Error::SerdeMissingField { .. } => {
+            "is missing; it has no default, so give it a value".into()
+        }
+        Error::Unexpected { expected, .. } => match *expected {
+            "string scalar" | "scalar" => "must be a single value, not a list or a mapping".into(),
+            "sequence start" => "must be a list".into(),
+            "mapping start" => "must be a mapping of keys to values".into(),
+            _ => UserMessageFormatter.format_message(error).into_owned(),
+        },
+        Error::AliasReplayLimitExceeded { .. }
+        | Error::AliasExpansionLimitExceeded { .. }
+        | Error::AliasReplayStackDepthExceeded { .. }
+        | Error::AliasReplayCounterOverflow { .. }
+        | Error::Budget {
+            breach: BudgetBreach::Aliases { .. } | BudgetBreach::Anchors { .. },
+            ..
+        } => "uses YAML aliases (*name) that expand too far, as in a \"billion laughs\" \
+              attack; write the values out instead"
+            .into(),
+        Error::Budget {
+            breach: BudgetBreach::Depth { .. },
+            ..
+        } => TOO_DEEP.into(),
+        Error::Budget { .. } => {
+            "is too large or too complex; split it into smaller documents".into()
+        }
+        Error::ExternalMessage { source, .. }
+            if matches!(&**source, ExternalMessageSource::Parser(scan)
+                if matches!(scan.kind(), ErrorKind::RecursionLimitExceeded)) =>
+        {
+            TOO_DEEP.into()
+        }
+        other => UserMessageFormatter.format_message(other).into_owned(),
+    }
+}
+
+/// What a scalar of Rust type `ty` must look like, in words.
+fn expected_scalar(ty: &str) -> String {
+    match ty {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => {
+            "must be a whole number, 0 or more".into()
+        }
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "must be a whole number".into(),
+        "f32" | "f64" => "must be a number".into(),
+        "bool" => "must be true or false".into(),
+        other => format!("is not a valid {other}"),
+    }
+}
+
+/// The source text of the scalar at `location`, when it is short enough to quote.
+fn scalar_at(text: &str, location: &serde_saphyr::Location) -> Option<String> {
+    let span = location.span();
+    let start = usize::try_from(span.byte_offset()?).ok()?;
+    let len = usize::try_from(span.byte_len()?).ok()?;
+    let value = text.get(start..start.checked_add(len)?)?.trim();
+    let quotable = !value.is_empty() && value.len() <= 40 && !value.chars().any(char::is_control);
+    quotable.then(|| value.to_owned())
 }
 
 /// Writes `value` as YAML.
@@ -129,11 +222,36 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_field_and_say_what_it_must_be() {
+        let missing = from_str::<Outer>("spec: {}\n").unwrap_err();
+        assert_eq!(missing.path.as_deref(), Some("spec.memoryMib"), "{missing}");
+        assert!(missing.message.starts_with("is missing"), "{missing}");
+        let negative = from_str::<Outer>("spec:\n  memoryMib: -5\n").unwrap_err();
+        assert_eq!(
+            negative.message,
+            "must be a whole number, 0 or more (got -5)"
+        );
+        let list = from_str::<Outer>("spec:\n  memoryMib: [1]\n").unwrap_err();
+        assert_eq!(
+            list.message,
+            "must be a single value, not a list or a mapping"
+        );
+        // Past the budget's depth, and past the parser's own nesting limit.
+        for depth in [100, 10_000] {
+            let deep = format!("{}{}\n", "[".repeat(depth), "]".repeat(depth));
+            let error = from_str::<serde_json::Value>(&deep).unwrap_err();
+            assert_eq!(error.message, TOO_DEEP, "depth {depth}");
+        }
+    }
+
+    #[test]
     fn duplicate_keys_are_rejected() {
         let error = from_str::<BTreeMap<String, u32>>("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert!(
             error.message.to_lowercase().contains("duplicate"),
             "{error}"
         );
+        assert_eq!(error.path.as_deref(), Some("a"), "{error}");
+        assert_eq!(error.line, Some(3), "{error}");
     }
 }

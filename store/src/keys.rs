@@ -156,7 +156,10 @@ mod tests {
             name_below("/herd/nodes/", "/herd/nodes/ferby"),
             Some("ferby")
         );
-        assert_eq!(name_below("/herd/nodes/", "/herd/nodes/a/b"), None);
+        assert_eq!(
+            name_below("/herd/assignments/", "/herd/assignments/a/b"),
+            Some("a/b")
+        );
         assert_eq!(name_below("/herd/nodes/", "/herd/nodesx"), None);
     }
 }

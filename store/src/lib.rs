@@ -10,6 +10,7 @@
 pub mod codec;
 pub mod election;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod lease;
 pub mod objects;
@@ -20,6 +21,7 @@ pub mod watch;
 
 pub use election::{Elector, Fence, Leadership};
 pub use error::StoreError;
+pub use events::EventRecorder;
 pub use keys::Keys;
 pub use lease::Lease;
 pub use reflector::{Reflector, ReflectorReader};

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::warn;
 
 use crate::keys::name_below;
@@ -29,6 +29,7 @@ pub struct Reflector<T> {
     decode: Decoder<T>,
     cache: Arc<RwLock<Cache<T>>>,
     revision: watch::Sender<Revision>,
+    notify: Option<mpsc::UnboundedSender<String>>,
 }
 
 /// A read-only view of a reflector's cache.
@@ -64,8 +65,16 @@ impl<T: Send + Sync + 'static> Reflector<T> {
             decode,
             cache,
             revision,
+            notify: None,
         };
         (reflector, reader)
+    }
+
+    /// Also sends the name of every entry that changed (all of them on a re-list) to `notify`,
+    /// after the cache holds the change.
+    pub fn notify(mut self, notify: mpsc::UnboundedSender<String>) -> Self {
+        self.notify = Some(notify);
+        self
     }
 
     /// Applies events forever (spawn it; dropping the task stops it).
@@ -78,34 +87,52 @@ impl<T: Send + Sync + 'static> Reflector<T> {
 
     /// Applies one event to the cache.
     pub fn apply(&mut self, event: WatchEvent) {
+        let mut changed = Vec::new();
         let revision = match event {
             WatchEvent::Put(entry) => {
-                let revision = entry.mod_revision;
+                let decoded = self.decode_entry(&entry);
                 let mut cache = self.cache.write().expect("cache lock");
-                if let Some((name, value)) = self.decode_entry(&entry) {
+                if let Some((name, value)) = decoded {
+                    changed.push(name.clone());
                     cache.items.insert(name, Arc::new(value));
                 } else if let Some(name) = name_below(&self.prefix, &entry.key) {
+                    changed.push(name.to_owned());
                     cache.items.remove(name);
                 }
-                revision
+                entry.mod_revision
             }
             WatchEvent::Delete { key, revision } => {
                 if let Some(name) = name_below(&self.prefix, &key) {
+                    changed.push(name.to_owned());
                     self.cache.write().expect("cache lock").items.remove(name);
                 }
                 revision
             }
             WatchEvent::Restarted { entries, revision } => {
-                let items = entries
+                let items: BTreeMap<String, Arc<T>> = entries
                     .iter()
                     .filter_map(|entry| self.decode_entry(entry))
                     .map(|(name, value)| (name, Arc::new(value)))
                     .collect();
-                self.cache.write().expect("cache lock").items = items;
+                let mut cache = self.cache.write().expect("cache lock");
+                changed.extend(
+                    cache
+                        .items
+                        .keys()
+                        .filter(|k| !items.contains_key(*k))
+                        .cloned(),
+                );
+                changed.extend(items.keys().cloned());
+                cache.items = items;
                 revision
             }
         };
         self.revision.send_replace(revision);
+        if let Some(notify) = &self.notify {
+            for name in changed {
+                let _ = notify.send(name);
+            }
+        }
     }
 
     fn decode_entry(&self, entry: &Entry) -> Option<(String, T)> {
