@@ -79,6 +79,7 @@ impl Controller {
     /// Routes cache changes to the queue until the channel closes.
     pub async fn route_changes(self: Arc<Self>, mut changes: UnboundedReceiver<(Source, String)>) {
         while let Some((source, name)) = changes.recv().await {
+            debug!(?source, %name, "change");
             match source {
                 Source::Vms => self.queue.add(&name),
                 Source::Assignments => {
@@ -111,6 +112,11 @@ impl Controller {
             nodes.remove(node);
             if nodes.is_empty() {
                 placed.remove(vm);
+            }
+            // Removed by someone else (or by us): the room is free again.
+            let mut ledger = self.ledger.lock().expect("ledger lock");
+            if ledger.node_of(vm) == Some(node) {
+                ledger.release(vm);
             }
         }
     }

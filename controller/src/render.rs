@@ -98,3 +98,21 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+
+    #[test]
+    fn an_assignment_survives_the_store_codec() {
+        let vm: VirtualMachine = herd_crds::yaml::from_str(
+            "apiVersion: herd.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: a}\nspec: {memoryMiB: 64}",
+        )
+        .unwrap();
+        let assignment = render_assignment(&vm, |_| None).unwrap();
+        let text = herd_store::codec::encode_value(&assignment).unwrap();
+        let back: Assignment = herd_store::codec::decode_value("k", text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(back, assignment);
+    }
+}

@@ -96,10 +96,9 @@ fn checked(name: &str) -> Result<&str, StoreError> {
     }
 }
 
-/// The last segment of `key` below `prefix`, if `key` is directly below it.
+/// What follows `prefix` in `key`: a name, or `node/vm` under the assignments prefix.
 pub fn name_below<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
-    key.strip_prefix(prefix)
-        .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+    key.strip_prefix(prefix).filter(|rest| !rest.is_empty())
 }
 
 /// The end of the key range holding every key that starts with `prefix` (etcd's `prefix + 1`).

@@ -1,9 +1,11 @@
-//! Test harness shared by herd's integration and end-to-end tests.
+//! Test harness shared by herd's integration tests and benchmarks.
 //!
 //! [`EtcdServer`] runs a real etcd (`/usr/bin/etcd` from Debian's `etcd-server`, or `etcd`
 //! on `PATH`) on free loopback ports with a temporary data directory, and stops it when
-//! dropped. [`unique_prefix`] gives every test its own key prefix.
+//! dropped. [`unique_prefix`] gives every test its own key prefix. [`hollow`] nodes speak the
+//! agent's protocol without a hypervisor, for controller tests and scale benchmarks.
 
 pub mod etcd;
+pub mod hollow;
 
 pub use etcd::{EtcdServer, etcdctl, unique_prefix};
