@@ -109,13 +109,19 @@ async fn lab(nodes: &[(&str, u32, u64)]) -> Result<Lab> {
         .iter()
         .map(|(name, cpus, memory)| HollowNode::new(name, *cpus, *memory))
         .collect();
+    // One lease for the fleet, renewed by the test; dropping `hollow` stops the renewal too.
+    let lease = store.grant_lease(Duration::from_secs(2)).await?;
     start_fleet(
         &store,
         fleet,
         Duration::from_millis(300),
-        Duration::from_secs(2),
+        lease.id(),
         &mut hollow,
     );
+    hollow.spawn(async move {
+        let _held = lease;
+        std::future::pending::<()>().await
+    });
     let expected = nodes.len();
     eventually(10, "every hollow node's heartbeat", || async {
         let (beats, _) = store.list_raw(&store.keys().heartbeats(), None).await?;

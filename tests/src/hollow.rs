@@ -7,6 +7,8 @@
 //! tests and the scale benchmark; they are never presented as real hosts (`driver: hollow`).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,7 +18,7 @@ use herd_crds::virtual_machine::VmState;
 use herd_crds::{Node, Object, VirtualMachineSpec};
 use herd_store::codec::decode_value;
 use herd_store::txn::Precondition;
-use herd_store::{Lease, Store, StoreError, WatchEvent};
+use herd_store::{Store, StoreError, WatchEvent};
 use tokio::task::JoinSet;
 
 /// One simulated host's identity and size.
@@ -47,8 +49,8 @@ impl HollowNode {
         }
     }
 
-    /// Reads the node's assignments and publishes a heartbeat on `lease` reflecting them.
-    pub async fn heartbeat(&self, store: &Store, lease: &Lease) -> Result<(), StoreError> {
+    /// Reads the node's assignments and publishes a heartbeat on lease `lease` reflecting them.
+    pub async fn heartbeat(&self, store: &Store, lease: i64) -> Result<(), StoreError> {
         let prefix = store.keys().node_assignments(&self.name)?;
         let (entries, revision) = store.list_raw(&prefix, None).await?;
         let domains = entries
@@ -82,33 +84,43 @@ impl HollowNode {
         let key = store.keys().heartbeat(&self.name)?;
         store
             .transaction()
-            .put_raw(key, value, Some(lease.id()), Precondition::None)
+            .put_raw(key, value, Some(lease), Precondition::None)
             .commit()
             .await?;
         Ok(())
     }
 
-    /// Registers, then heartbeats every `interval` until the task is dropped.
+    /// Registers, then heartbeats every `interval` on lease `lease` until the task is dropped.
     pub async fn run(
         self,
         store: Store,
         interval: Duration,
-        lease_ttl: Duration,
+        lease: i64,
+        stats: Arc<FleetStats>,
     ) -> Result<(), StoreError> {
         self.register(&store).await?;
-        let lease = store.grant_lease(lease_ttl).await?;
         loop {
-            if let Err(error) = self.heartbeat(&store, &lease).await {
-                tracing::warn!(node = %self.name, %error, "hollow heartbeat failed");
+            match self.heartbeat(&store, lease).await {
+                Ok(()) => {
+                    stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => tracing::warn!(node = %self.name, %error, "hollow heartbeat failed"),
             }
             tokio::time::sleep(interval).await;
         }
     }
 }
 
+/// What a fleet wrote, so a benchmark can tell its writes from the controller's.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub heartbeats: AtomicU64,
+    pub acks: AtomicU64,
+}
+
 /// Acknowledges every new assignment under the store's prefix by marking the VM `Running` on
 /// its node — one shared watch for all hollow nodes of a process. Runs until dropped.
-pub async fn acknowledge_assignments(store: Store) {
+pub async fn acknowledge_assignments(store: Store, stats: Arc<FleetStats>) {
     let prefix = store.keys().assignments();
     let mut watcher = store.watch_prefix(&prefix, None);
     let mut seen: BTreeSet<String> = BTreeSet::new();
@@ -136,18 +148,23 @@ pub async fn acknowledge_assignments(store: Store) {
             let Ok(assignment) = decode_value::<Assignment>(&entry.key, &entry.value) else {
                 continue;
             };
-            let (store, node, vm) = (store.clone(), node.to_owned(), vm.to_owned());
-            acks.spawn(async move { acknowledge(&store, &node, &vm, assignment.generation).await });
+            let (store, node, vm, stats) =
+                (store.clone(), node.to_owned(), vm.to_owned(), stats.clone());
+            acks.spawn(async move {
+                if acknowledge(&store, &node, &vm, assignment.generation).await {
+                    stats.acks.fetch_add(1, Ordering::Relaxed);
+                }
+            });
         }
         while acks.try_join_next().is_some() {}
     }
 }
 
-/// Marks `vm` running on `node`, retrying on write conflicts.
-async fn acknowledge(store: &Store, node: &str, vm: &str, generation: u64) {
+/// Marks `vm` running on `node`, retrying on write conflicts; whether it was written.
+async fn acknowledge(store: &Store, node: &str, vm: &str, generation: u64) -> bool {
     for _ in 0..20 {
         let current = store.get_status::<VirtualMachineSpec>(vm).await;
-        let Ok(current) = current else { return };
+        let Ok(current) = current else { return false };
         let (mut status, precondition) = match current {
             Some(versioned) => (versioned.value, Precondition::Revision(versioned.revision)),
             None => (Default::default(), Precondition::Absent),
@@ -159,32 +176,36 @@ async fn acknowledge(store: &Store, node: &str, vm: &str, generation: u64) {
             .put_status::<VirtualMachineSpec>(vm, &status, precondition)
             .await
         {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(error)
                 if error.is_conflict() || matches!(error, StoreError::AlreadyExists { .. }) =>
             {
                 continue;
             }
-            Err(_) => return,
+            Err(_) => return false,
         }
     }
+    false
 }
 
-/// Starts `nodes` hollow nodes plus the shared acknowledger in `tasks`.
+/// Starts `nodes` hollow nodes, each heartbeating on lease `lease`, plus the shared
+/// acknowledger, in `tasks`; returns what they write.
 pub fn start_fleet(
     store: &Store,
     nodes: Vec<HollowNode>,
     interval: Duration,
-    lease_ttl: Duration,
+    lease: i64,
     tasks: &mut JoinSet<()>,
-) {
+) -> Arc<FleetStats> {
+    let stats = Arc::new(FleetStats::default());
     for node in nodes {
-        let store = store.clone();
+        let (store, stats) = (store.clone(), stats.clone());
         tasks.spawn(async move {
-            if let Err(error) = node.run(store, interval, lease_ttl).await {
+            if let Err(error) = node.run(store, interval, lease, stats).await {
                 tracing::warn!(%error, "hollow node stopped");
             }
         });
     }
-    tasks.spawn(acknowledge_assignments(store.clone()));
+    tasks.spawn(acknowledge_assignments(store.clone(), stats.clone()));
+    stats
 }
