@@ -289,7 +289,7 @@ impl Controller {
     ) -> NodeView {
         let heartbeat = self.caches.heartbeats.get(name);
         let capacity = node.spec.capacity.clone().unwrap_or_default();
-        let usage = ledger.usage(name);
+        let (used_vcpus, used_memory_mib) = ledger.totals(name);
         let vm_labels = if needs_labels {
             ledger
                 .vms_on(name)
@@ -312,8 +312,8 @@ impl Controller {
                 .memory_mib
                 .or(heartbeat.as_ref().map(|h| h.value.memory_total_mib))
                 .unwrap_or(0),
-            used_vcpus: usage.vcpus,
-            used_memory_mib: usage.memory_mib,
+            used_vcpus,
+            used_memory_mib,
             vm_labels,
         }
     }
@@ -529,7 +529,8 @@ impl Controller {
         }
     }
 
-    /// Records an event; a failure to record is logged, never fatal.
+    /// Records an event in the background (a reconcile does not wait for it); a failure to
+    /// record is logged, never fatal.
     pub async fn event(
         &self,
         kind: &str,
@@ -538,13 +539,21 @@ impl Controller {
         reason: &str,
         message: &str,
     ) {
-        if let Err(error) = self
-            .recorder
-            .record(about(kind, name), type_, reason, message)
-            .await
-        {
-            warn!(%kind, %name, %reason, %error, "cannot record event");
-        }
+        let recorder = self.recorder.clone();
+        let (kind, name, reason, message) = (
+            kind.to_owned(),
+            name.to_owned(),
+            reason.to_owned(),
+            message.to_owned(),
+        );
+        tokio::spawn(async move {
+            if let Err(error) = recorder
+                .record(about(&kind, &name), type_, &reason, &message)
+                .await
+            {
+                warn!(%kind, %name, %reason, %error, "cannot record event");
+            }
+        });
     }
 
     /// Node names with their VMs per the ledger (for node lifecycle).

@@ -73,6 +73,13 @@ impl Ledger {
         Some(entry.node)
     }
 
+    /// vCPUs and memory assigned to `node` (without copying its VM list).
+    pub fn totals(&self, node: &str) -> (u64, u64) {
+        self.by_node
+            .get(node)
+            .map_or((0, 0), |u| (u.vcpus, u.memory_mib))
+    }
+
     pub fn usage(&self, node: &str) -> Usage {
         self.by_node.get(node).cloned().unwrap_or_default()
     }

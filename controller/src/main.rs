@@ -31,7 +31,7 @@ struct Flags {
     #[arg(long, default_value_t = 15)]
     lease_ttl: u64,
     /// Concurrent reconciles.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     workers: usize,
     /// Address of /metrics and /healthz; empty to disable.
     #[arg(long, default_value = "127.0.0.1:9090")]
