@@ -85,9 +85,18 @@ pub struct MigrationParams {
 /// Progress of an outgoing migration.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MigrationProgress {
-    Active { transferred_bytes: u64, remaining_bytes: u64 },
-    Completed { total: Duration, downtime: Duration, transferred_bytes: u64 },
-    Failed { message: String },
+    Active {
+        transferred_bytes: u64,
+        remaining_bytes: u64,
+    },
+    Completed {
+        total: Duration,
+        downtime: Duration,
+        transferred_bytes: u64,
+    },
+    Failed {
+        message: String,
+    },
     Cancelled,
 }
 
@@ -95,11 +104,18 @@ pub enum MigrationProgress {
 #[derive(Debug, thiserror::Error)]
 pub enum HypervisorError {
     #[error("the {driver} driver cannot run here: {reason}")]
-    Unavailable { driver: &'static str, reason: String },
+    Unavailable {
+        driver: &'static str,
+        reason: String,
+    },
     #[error("domain {0:?} not found")]
     NotFound(String),
     #[error("domain {name:?} cannot {operation}: {reason}")]
-    Refused { name: String, operation: &'static str, reason: String },
+    Refused {
+        name: String,
+        operation: &'static str,
+        reason: String,
+    },
     #[error("{command} failed: {message}")]
     Command { command: String, message: String },
     #[error("cannot parse {what}: {message}")]
@@ -126,20 +142,31 @@ pub trait Hypervisor: Send + Sync + 'static {
 
     /// Starts a domain; `paused` starts it with its vCPUs stopped. A domain of the same name
     /// and uid already running is returned as it is.
-    fn create(&self, spec: &DomainSpec, paused: bool) -> impl Future<Output = Result<DomainInfo, HypervisorError>> + Send;
+    fn create(
+        &self,
+        spec: &DomainSpec,
+        paused: bool,
+    ) -> impl Future<Output = Result<DomainInfo, HypervisorError>> + Send;
 
     fn pause(&self, name: &str) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 
     fn unpause(&self, name: &str) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 
     /// Asks the guest to power down (ACPI); destroys it if it is still there after `timeout`.
-    fn shutdown(&self, name: &str, timeout: Duration) -> impl Future<Output = Result<(), HypervisorError>> + Send;
+    fn shutdown(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 
     /// Ends the domain at once. Succeeds if it is already gone.
     fn destroy(&self, name: &str) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 
     /// Starts a domain that waits for an incoming live migration; returns where to send it.
-    fn prepare_incoming(&self, spec: &DomainSpec) -> impl Future<Output = Result<IncomingEndpoint, HypervisorError>> + Send;
+    fn prepare_incoming(
+        &self,
+        spec: &DomainSpec,
+    ) -> impl Future<Output = Result<IncomingEndpoint, HypervisorError>> + Send;
 
     /// Starts sending domain `name` to `endpoint`.
     fn migrate_out(
@@ -150,8 +177,14 @@ pub trait Hypervisor: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 
     /// How the outgoing migration of `name` is going.
-    fn migration_progress(&self, name: &str) -> impl Future<Output = Result<MigrationProgress, HypervisorError>> + Send;
+    fn migration_progress(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<MigrationProgress, HypervisorError>> + Send;
 
     /// Cancels the outgoing migration of `name`; the domain keeps running here.
-    fn cancel_migration(&self, name: &str) -> impl Future<Output = Result<(), HypervisorError>> + Send;
+    fn cancel_migration(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), HypervisorError>> + Send;
 }
