@@ -5,7 +5,9 @@
 //! dropped. [`unique_prefix`] gives every test its own key prefix. [`hollow`] nodes speak the
 //! agent's protocol without a hypervisor, for controller tests and scale benchmarks.
 
+pub mod binaries;
 pub mod etcd;
 pub mod hollow;
 
+pub use binaries::binary;
 pub use etcd::{EtcdServer, etcdctl, unique_prefix};

@@ -3,3 +3,6 @@
 
 pub mod plan;
 pub mod report;
+pub mod runner;
+
+pub use runner::{AgentConfig, AgentError, run};

@@ -1,11 +1,11 @@
 //! What the agent reports (pure): the node's heartbeat and each VM's status, from a sample.
 
 use chrono::{DateTime, Utc};
+use herd_crds::VirtualMachineStatus;
 use herd_crds::assignment::Assignment;
 use herd_crds::condition::{Condition, ConditionStatus, set_condition};
 use herd_crds::node::{DomainStatus, NodeStatus};
 use herd_crds::virtual_machine::{VcpuStatus, VmState};
-use herd_crds::VirtualMachineStatus;
 
 use crate::hypervisor::{DomainInfo, DomainState, HostInfo, HostSample};
 
@@ -33,7 +33,15 @@ pub fn vm_state(state: DomainState) -> VmState {
 }
 
 fn vcpus(domain: &DomainInfo) -> Vec<VcpuStatus> {
-    domain.vcpus.iter().map(|v| VcpuStatus { vcpu: v.vcpu, cpu: v.cpu, percent: round(v.percent) }).collect()
+    domain
+        .vcpus
+        .iter()
+        .map(|v| VcpuStatus {
+            vcpu: v.vcpu,
+            cpu: v.cpu,
+            percent: round(v.percent),
+        })
+        .collect()
 }
 
 /// One decimal is what people read; it also keeps heartbeats from changing on noise.
@@ -42,7 +50,13 @@ fn round(value: f64) -> f64 {
 }
 
 /// The heartbeat: host, load, domains, and the revision of the assignments acted on.
-pub fn heartbeat(host: &HostInfo, sample: &HostSample, facts: &NodeFacts, observed_revision: i64, now: DateTime<Utc>) -> NodeStatus {
+pub fn heartbeat(
+    host: &HostInfo,
+    sample: &HostSample,
+    facts: &NodeFacts,
+    observed_revision: i64,
+    now: DateTime<Utc>,
+) -> NodeStatus {
     let domains = sample
         .domains
         .iter()
@@ -94,9 +108,21 @@ pub fn vm_status(
     status.cpu_percent = domain.map_or(0.0, |d| round(d.cpu_percent));
     status.vcpus = domain.map(vcpus).unwrap_or_default();
     let (flag, reason, message) = match (running, domain) {
-        (true, Some(d)) => (ConditionStatus::True, "DomainRunning", format!("domain {} runs on {node}", d.id)),
-        (false, Some(d)) => (ConditionStatus::False, "DomainNotRunning", format!("domain {} is {:?} on {node}", d.id, d.state)),
-        (false, None) => (ConditionStatus::False, "NoDomain", format!("no domain on {node}")),
+        (true, Some(d)) => (
+            ConditionStatus::True,
+            "DomainRunning",
+            format!("domain {} runs on {node}", d.id),
+        ),
+        (false, Some(d)) => (
+            ConditionStatus::False,
+            "DomainNotRunning",
+            format!("domain {} is {:?} on {node}", d.id, d.state),
+        ),
+        (false, None) => (
+            ConditionStatus::False,
+            "NoDomain",
+            format!("no domain on {node}"),
+        ),
         (true, None) => unreachable!("running implies a domain"),
     };
     let mut condition = Condition::new("Running", flag, reason, message, now);
@@ -112,7 +138,10 @@ pub fn materially_differs(a: &VirtualMachineStatus, b: &VirtualMachineStatus) ->
         || a.domain_id != b.domain_id
         || a.observed_generation != b.observed_generation
         || (a.cpu_percent - b.cpu_percent).abs() >= 10.0
-        || a.conditions.iter().map(|c| (&c.type_, c.status)).ne(b.conditions.iter().map(|c| (&c.type_, c.status)))
+        || a.conditions
+            .iter()
+            .map(|c| (&c.type_, c.status))
+            .ne(b.conditions.iter().map(|c| (&c.type_, c.status)))
 }
 
 #[cfg(test)]
@@ -124,27 +153,68 @@ mod tests {
     }
 
     fn domain(state: DomainState, cpu: f64) -> DomainInfo {
-        DomainInfo { name: "a".into(), uid: Some("u".into()), id: "4242".into(), state, cpu_percent: cpu, vcpus: vec![] }
+        DomainInfo {
+            name: "a".into(),
+            uid: Some("u".into()),
+            id: "4242".into(),
+            state,
+            cpu_percent: cpu,
+            vcpus: vec![],
+        }
     }
 
     #[test]
     fn a_running_domain_makes_a_running_vm() {
         let now = Utc::now();
-        let status = vm_status(&Default::default(), "ferby", &assignment(), Some(&domain(DomainState::Running, 99.04)), now);
-        assert_eq!((status.state, status.domain_id.as_deref(), status.observed_generation), (VmState::Running, Some("4242"), 3));
+        let status = vm_status(
+            &Default::default(),
+            "ferby",
+            &assignment(),
+            Some(&domain(DomainState::Running, 99.04)),
+            now,
+        );
+        assert_eq!(
+            (
+                status.state,
+                status.domain_id.as_deref(),
+                status.observed_generation
+            ),
+            (VmState::Running, Some("4242"), 3)
+        );
         assert_eq!(status.cpu_percent, 99.0);
         assert_eq!(status.started_at, Some(now));
         assert_eq!(status.conditions[0].status, ConditionStatus::True);
         let gone = vm_status(&status, "ferby", &assignment(), None, now);
-        assert_eq!((gone.state, gone.conditions[0].status), (VmState::Stopped, ConditionStatus::False));
+        assert_eq!(
+            (gone.state, gone.conditions[0].status),
+            (VmState::Stopped, ConditionStatus::False)
+        );
     }
 
     #[test]
     fn cpu_noise_is_not_a_change_but_state_is() {
         let now = Utc::now();
-        let a = vm_status(&Default::default(), "n", &assignment(), Some(&domain(DomainState::Running, 50.0)), now);
-        let b = vm_status(&a, "n", &assignment(), Some(&domain(DomainState::Running, 53.0)), now);
-        let c = vm_status(&a, "n", &assignment(), Some(&domain(DomainState::Paused, 0.0)), now);
+        let a = vm_status(
+            &Default::default(),
+            "n",
+            &assignment(),
+            Some(&domain(DomainState::Running, 50.0)),
+            now,
+        );
+        let b = vm_status(
+            &a,
+            "n",
+            &assignment(),
+            Some(&domain(DomainState::Running, 53.0)),
+            now,
+        );
+        let c = vm_status(
+            &a,
+            "n",
+            &assignment(),
+            Some(&domain(DomainState::Paused, 0.0)),
+            now,
+        );
         assert!(!materially_differs(&a, &b));
         assert!(materially_differs(&a, &c));
     }
