@@ -6,5 +6,6 @@
 pub mod agent;
 pub mod hypervisor;
 pub mod qemu;
+pub mod sim;
 pub mod test_guests;
 pub mod xl;

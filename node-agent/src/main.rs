@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use herd_agent::agent::{self, AgentConfig};
 use herd_agent::qemu::{QemuConfig, QemuDriver};
+use herd_agent::sim::SimFabric;
 use herd_agent::xl::{XlDriver, XlSettings};
 use herd_store::Store;
 
@@ -17,6 +18,8 @@ enum Driver {
     Qemu,
     /// Xen through the xl toolstack (needs dom0).
     Xl,
+    /// Simulated hosts with modelled CPU load (always reported as `driver: sim`).
+    Sim,
 }
 
 #[derive(Parser)]
@@ -50,10 +53,30 @@ struct Flags {
     /// Seconds a guest has to power down before it is destroyed.
     #[arg(long, default_value_t = 60)]
     shutdown_timeout: u64,
+    /// With --driver sim: the simulated hosts this process runs, each a node with its own
+    /// lease, watch and heartbeat (default: just --node).
+    #[arg(long, value_delimiter = ',')]
+    sim_hosts: Vec<String>,
+    /// With --driver sim: physical CPUs of each simulated host.
+    #[arg(long, default_value_t = 4)]
+    sim_cpus: u32,
+    /// With --driver sim: memory of each simulated host, in MiB.
+    #[arg(long, default_value_t = 16384)]
+    sim_memory_mib: u64,
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("herd-agent: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -100,6 +123,37 @@ async fn main() -> anyhow::Result<()> {
             let driver = XlDriver::probe(settings)?;
             agent::run(store, driver, config).await?;
         }
+        Driver::Sim => run_simulated(store, config, &flags).await?,
+    }
+    Ok(())
+}
+
+/// Runs one agent loop per simulated host, all on one fabric (so migrations between them work).
+async fn run_simulated(store: Store, config: AgentConfig, flags: &Flags) -> anyhow::Result<()> {
+    let hosts = if flags.sim_hosts.is_empty() {
+        vec![config.node.clone()]
+    } else {
+        flags.sim_hosts.clone()
+    };
+    let fabric = SimFabric::new();
+    let mut agents = tokio::task::JoinSet::new();
+    for host in hosts {
+        if !herd_crds::names::is_dns_label(&host) {
+            anyhow::bail!("simulated host name {host:?} is not a DNS label");
+        }
+        let driver = fabric.host(&host, flags.sim_cpus, flags.sim_memory_mib)?;
+        let (store, config) = (
+            store.clone(),
+            AgentConfig {
+                node: host.clone(),
+                ..config.clone()
+            },
+        );
+        agents.spawn(async move { (host, agent::run(store, driver, config).await) });
+    }
+    while let Some(finished) = agents.join_next().await {
+        let (host, result) = finished?;
+        result.with_context(|| format!("simulated host {host}"))?;
     }
     Ok(())
 }

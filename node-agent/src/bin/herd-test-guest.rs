@@ -27,7 +27,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("herd-test-guest: cannot write to {}: {error}", dir.display());
+            eprintln!(
+                "herd-test-guest: cannot write to {}: {error}",
+                dir.display()
+            );
             ExitCode::from(1)
         }
     }
