@@ -177,18 +177,20 @@ pub fn plan<R: Resource>(desired: R, current: Option<&R>) -> (Change, Option<R>)
     (Change::Configured, Some(next_version(current, &merged)))
 }
 
+/// Runs `$body` with `$object` bound to the typed object inside an `AnyObject`.
 macro_rules! with_object {
     ($any:expr, $object:ident => $body:expr) => {
         match $any {
-            AnyObject::VirtualMachine($object) => $body,
-            AnyObject::Node($object) => $body,
-            AnyObject::Migration($object) => $body,
-            AnyObject::Volume($object) => $body,
-            AnyObject::ClusterPolicy($object) => $body,
-            AnyObject::Event($object) => $body,
+            herd_crds::AnyObject::VirtualMachine($object) => $body,
+            herd_crds::AnyObject::Node($object) => $body,
+            herd_crds::AnyObject::Migration($object) => $body,
+            herd_crds::AnyObject::Volume($object) => $body,
+            herd_crds::AnyObject::ClusterPolicy($object) => $body,
+            herd_crds::AnyObject::Event($object) => $body,
         }
     };
 }
+pub(crate) use with_object;
 
 /// Reads the stored copy of `desired`, plans, and adds the write to `txn`.
 async fn plan_into<R: Resource>(
@@ -206,37 +208,76 @@ async fn plan_into<R: Resource>(
     Ok((change, txn))
 }
 
+/// Test-only: milliseconds `apply` waits between reading the stored objects and writing, so
+/// that a test can make two applies read the same version and then both write (a race).
+pub const PAUSE_VARIABLE: &str = "HERD_TEST_PAUSE_BEFORE_WRITE_MS";
+
+fn pause_before_write() -> Option<std::time::Duration> {
+    let millis = std::env::var(PAUSE_VARIABLE).ok()?.parse().ok()?;
+    Some(std::time::Duration::from_millis(millis))
+}
+
+/// An apply that failed part-way: what was written before, and why it stopped.
+#[derive(Debug)]
+pub struct ApplyError {
+    pub written: Vec<(AnyObject, Change)>,
+    pub error: StoreError,
+}
+
 /// Writes every object (already validated) and returns what happened to each, in order.
 /// With `dry_run`, plans against the store but writes nothing.
+///
+/// Objects go in transactions of [`OBJECTS_PER_TRANSACTION`]; each transaction is all or
+/// nothing and compares every object with the revision read for it, so a concurrent change
+/// fails it with a conflict instead of being overwritten.
 pub async fn apply(
     store: &Store,
     objects: Vec<AnyObject>,
     dry_run: bool,
-) -> Result<Vec<(AnyObject, Change)>, StoreError> {
+) -> Result<Vec<(AnyObject, Change)>, ApplyError> {
     let mut results = Vec::new();
     let mut objects = objects;
     objects.sort_by_key(|object| kind_order(object.kind()));
     for chunk in objects.chunks(OBJECTS_PER_TRANSACTION) {
-        let mut txn = store.transaction();
-        let mut changes = Vec::new();
-        for object in chunk {
-            let (change, next) = with_object!(object.clone(), o => plan_into(store, o, txn).await?);
-            txn = next;
-            changes.push((object.clone(), change));
+        match apply_chunk(store, chunk, dry_run).await {
+            Ok(changes) => results.extend(changes),
+            Err(error) => {
+                return Err(ApplyError {
+                    written: results,
+                    error,
+                });
+            }
         }
-        if !dry_run
-            && changes
-                .iter()
-                .any(|(_, change)| *change != Change::Unchanged)
-        {
-            txn.commit().await?;
-        }
-        results.extend(changes);
     }
     Ok(results)
 }
 
-fn kind_order(kind: &str) -> usize {
+async fn apply_chunk(
+    store: &Store,
+    chunk: &[AnyObject],
+    dry_run: bool,
+) -> Result<Vec<(AnyObject, Change)>, StoreError> {
+    let mut txn = store.transaction();
+    let mut changes = Vec::new();
+    for object in chunk {
+        let (change, next) = with_object!(object.clone(), o => plan_into(store, o, txn).await?);
+        txn = next;
+        changes.push((object.clone(), change));
+    }
+    let writes = changes
+        .iter()
+        .any(|(_, change)| *change != Change::Unchanged);
+    if !dry_run && writes {
+        if let Some(pause) = pause_before_write() {
+            tokio::time::sleep(pause).await;
+        }
+        txn.commit().await?;
+    }
+    Ok(changes)
+}
+
+/// Where objects of `kind` come in the order apply writes them (policies and nodes first).
+pub fn kind_order(kind: &str) -> usize {
     herd_crds::manifest::KINDS
         .iter()
         .position(|k| *k == kind)

@@ -3,7 +3,10 @@
 
 use std::path::PathBuf;
 
+use herd_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
 
 /// The connection settings herdctl uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,46 @@ pub fn resolve(endpoints_flag: Option<&str>, prefix_flag: Option<&str>) -> Resul
         .or_else(|| from_file.map(|c| c.prefix))
         .unwrap_or_else(default_prefix);
     Ok(Context { endpoints, prefix })
+}
+
+/// Connects to the etcd that the flags, the environment or the context file name, and checks
+/// that it answers (so that an unreachable etcd is one clear sentence, not a transport dump).
+pub async fn connect(
+    endpoints_flag: Option<&str>,
+    prefix_flag: Option<&str>,
+) -> Result<Store, Failure> {
+    let context = resolve(endpoints_flag, prefix_flag)?;
+    let unreachable = |error: &StoreError| {
+        Failure::new(format!(
+            "cannot reach etcd at {}: {}; start it, or point herdctl at it with --etcd, \
+             HERD_ETCD_ENDPOINTS or the context file",
+            context.endpoints.join(","),
+            reason(error)
+        ))
+    };
+    let store = Store::connect(&context.endpoints, &context.prefix)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    store
+        .current_revision()
+        .await
+        .map_err(|e| unreachable(&e))?;
+    Ok(store)
+}
+
+/// Why etcd could not be reached, in a few words: the innermost error of the chain, such as
+/// `Connection refused (os error 111)`, not the transport's debug dump.
+pub fn reason(error: &StoreError) -> String {
+    let inner: &dyn std::error::Error = match error {
+        StoreError::Etcd(etcd_client::Error::GRpcStatus(status)) => status,
+        StoreError::Etcd(etcd_client::Error::TransportError(transport)) => transport,
+        other => return other.to_string(),
+    };
+    let mut cause = inner;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
 }
 
 fn split_endpoints(text: &str) -> Vec<String> {
