@@ -4,7 +4,7 @@ use herd_crds::assignment::Assignment;
 use herd_crds::cluster_policy::ClusterPolicy;
 use herd_crds::node::NodeStatus;
 use herd_crds::volume::VolumeStatus;
-use herd_crds::{Node, Resource, VirtualMachine, VirtualMachineStatus};
+use herd_crds::{Migration, MigrationStatus, Node, Resource, VirtualMachine, VirtualMachineStatus};
 use herd_store::codec::{decode_object, decode_versioned};
 use herd_store::reflector::Decoder;
 use herd_store::{Reflector, ReflectorReader, Store, Versioned};
@@ -22,6 +22,8 @@ pub enum Source {
     Assignments,
     VolumeStatuses,
     Policies,
+    Migrations,
+    MigrationStatuses,
 }
 
 /// Readers of every cache the controller uses.
@@ -38,6 +40,8 @@ pub struct Caches {
     pub assignments: ReflectorReader<Versioned<Assignment>>,
     pub volume_statuses: ReflectorReader<Versioned<VolumeStatus>>,
     pub policies: ReflectorReader<ClusterPolicy>,
+    pub migrations: ReflectorReader<Migration>,
+    pub migration_statuses: ReflectorReader<Versioned<MigrationStatus>>,
 }
 
 impl Caches {
@@ -113,6 +117,8 @@ impl Caches {
                 &keys.objects(ClusterPolicy::PLURAL),
                 decode_object,
             ),
+            migrations: reflect(store, tasks, &changes, Source::Migrations, &keys.objects(Migration::PLURAL), decode_object),
+            migration_statuses: reflect(store, tasks, &changes, Source::MigrationStatuses, &keys.statuses(Migration::PLURAL), decode_versioned),
         }
     }
 
@@ -127,6 +133,8 @@ impl Caches {
         self.assignments.clone().wait_for(revision).await;
         self.volume_statuses.clone().wait_for(revision).await;
         self.policies.clone().wait_for(revision).await;
+        self.migrations.clone().wait_for(revision).await;
+        self.migration_statuses.clone().wait_for(revision).await;
     }
 }
 

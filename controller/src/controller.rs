@@ -37,9 +37,11 @@ pub struct Controller {
     pub queue: WorkQueue,
     pub recorder: EventRecorder,
     pub metrics: Metrics,
-    ledger: Mutex<Ledger>,
+    pub(crate) ledger: Mutex<Ledger>,
     /// VM name → nodes holding an assignment for it.
-    placed_on: Mutex<HashMap<String, BTreeSet<String>>>,
+    pub(crate) placed_on: Mutex<HashMap<String, BTreeSet<String>>>,
+    /// Migration names waiting for a step.
+    pub migration_queue: WorkQueue,
     /// The last unschedulable message per VM, so an Event is written only when it changes.
     last_hold: Mutex<HashMap<String, String>>,
 }
@@ -68,6 +70,7 @@ impl Controller {
             fence,
             caches,
             queue: WorkQueue::new(),
+            migration_queue: WorkQueue::new(),
             recorder,
             metrics,
             ledger: Mutex::new(ledger),
@@ -86,9 +89,14 @@ impl Controller {
                     if let Some((node, vm)) = name.split_once('/') {
                         self.note_assignment(node, vm);
                         self.queue.add(vm);
+                        self.requeue_active_migrations();
                     }
                 }
-                Source::Heartbeats | Source::Nodes => self.requeue_waiting(),
+                Source::Heartbeats | Source::Nodes => {
+                    self.requeue_waiting();
+                    self.requeue_active_migrations();
+                }
+                Source::Migrations | Source::MigrationStatuses => self.migration_queue.add(&name),
                 Source::VmStatuses
                 | Source::NodeStatuses
                 | Source::VolumeStatuses
@@ -250,7 +258,7 @@ impl Controller {
         })
     }
 
-    fn policy(&self) -> ClusterPolicySpec {
+    pub(crate) fn policy(&self) -> ClusterPolicySpec {
         self.caches
             .policies
             .get(DEFAULT_POLICY_NAME)
@@ -280,7 +288,7 @@ impl Controller {
         placement
     }
 
-    fn node_view(
+    pub(crate) fn node_view(
         &self,
         name: &str,
         node: &herd_crds::Node,
@@ -519,7 +527,7 @@ impl Controller {
         Ok(Some(Duration::from_secs(5)))
     }
 
-    fn current_status(&self, name: &str) -> (VirtualMachineStatus, Precondition) {
+    pub(crate) fn current_status(&self, name: &str) -> (VirtualMachineStatus, Precondition) {
         match self.caches.vm_statuses.get(name) {
             Some(status) => (
                 status.value.clone(),

@@ -62,6 +62,10 @@ async fn start(
     for _ in 0..settings.workers {
         tasks.spawn(controller.clone().work());
     }
+    tasks.spawn(controller.clone().tick_migrations());
+    for _ in 0..4 {
+        tasks.spawn(controller.clone().work_migrations());
+    }
     info!(workers = settings.workers, "caches synced; reconciling");
     Ok(())
 }

@@ -28,6 +28,8 @@ struct Entry {
 pub struct Ledger {
     by_vm: HashMap<String, Entry>,
     by_node: HashMap<String, Usage>,
+    /// Room held on the target of a live migration (the VM also still counts on its source).
+    incoming: HashMap<String, Entry>,
 }
 
 impl Ledger {
@@ -73,11 +75,34 @@ impl Ledger {
         Some(entry.node)
     }
 
-    /// vCPUs and memory assigned to `node` (without copying its VM list).
+    /// vCPUs and memory assigned to `node`, incoming migrations included (without copying its
+    /// VM list).
     pub fn totals(&self, node: &str) -> (u64, u64) {
-        self.by_node
-            .get(node)
-            .map_or((0, 0), |u| (u.vcpus, u.memory_mib))
+        let (mut vcpus, mut memory) = self.by_node.get(node).map_or((0, 0), |u| (u.vcpus, u.memory_mib));
+        for entry in self.incoming.values().filter(|e| e.node == node) {
+            vcpus += entry.vcpus;
+            memory += entry.memory_mib;
+        }
+        (vcpus, memory)
+    }
+
+    /// Holds room for `vm` on `node`, the target of its live migration.
+    pub fn reserve_incoming(&mut self, vm: &str, node: &str, vcpus: u32, memory_mib: u64) {
+        let entry = Entry { node: node.to_owned(), vcpus: u64::from(vcpus), memory_mib };
+        self.incoming.insert(vm.to_owned(), entry);
+    }
+
+    /// Drops the room held for `vm`'s migration (it was aborted or has completed).
+    pub fn drop_incoming(&mut self, vm: &str) {
+        self.incoming.remove(vm);
+    }
+
+    /// The migration of `vm` completed: it now counts on its target only.
+    pub fn complete_incoming(&mut self, vm: &str) {
+        if let Some(entry) = self.incoming.remove(vm) {
+            let node = entry.node.clone();
+            self.assign(vm, &node, entry.vcpus as u32, entry.memory_mib);
+        }
     }
 
     pub fn usage(&self, node: &str) -> Usage {
@@ -119,5 +144,19 @@ mod tests {
         assert_eq!(ledger.release("b").as_deref(), Some("ferby"));
         assert_eq!(ledger.usage("ferby"), Usage::default());
         assert_eq!(ledger.release("b"), None);
+    }
+
+    #[test]
+    fn a_migrating_vm_counts_on_both_nodes_until_it_lands() {
+        let mut ledger = Ledger::default();
+        ledger.assign("a", "ferby", 2, 512);
+        ledger.reserve_incoming("a", "herby", 2, 512);
+        assert_eq!((ledger.totals("ferby"), ledger.totals("herby")), ((2, 512), (2, 512)));
+        ledger.complete_incoming("a");
+        assert_eq!((ledger.totals("ferby"), ledger.totals("herby")), ((0, 0), (2, 512)));
+        assert_eq!(ledger.node_of("a"), Some("herby"));
+        ledger.reserve_incoming("a", "gerby", 2, 512);
+        ledger.drop_incoming("a");
+        assert_eq!(ledger.totals("gerby"), (0, 0));
     }
 }

@@ -10,6 +10,8 @@ pub mod http;
 pub mod leader;
 pub mod ledger;
 pub mod metrics;
+pub mod migration_plan;
+pub mod migrations;
 pub mod node_lifecycle;
 pub mod node_plan;
 pub mod queue;

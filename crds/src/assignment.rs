@@ -87,6 +87,9 @@ pub enum MigrationRole {
         migration: String,
         endpoint: String,
         target_node: String,
+        /// Bandwidth cap in MiB/s; absent for none.
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "bandwidthMiBps")]
+        bandwidth_mibps: Option<u32>,
     },
 }
 

@@ -108,6 +108,41 @@ pub struct DomainStatus {
     pub cpu_percent: f64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vcpus: Vec<VcpuStatus>,
+    /// Where a domain prepared for an incoming live migration waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incoming_endpoint: Option<String>,
+    /// How the outgoing live migration of this domain is going.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<MigrationReport>,
+}
+
+/// The source agent's report of one outgoing live migration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MigrationReport {
+    /// The `Migration` object this is about.
+    pub migration: String,
+    pub state: MigrationReportState,
+    #[serde(default)]
+    pub transferred_bytes: u64,
+    #[serde(default)]
+    pub remaining_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_time_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_ms: Option<u64>,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// Where an outgoing migration is, as the hypervisor says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MigrationReportState {
+    #[default]
+    Active,
+    Completed,
+    Failed,
+    Cancelled,
 }
 
 impl Spec for NodeSpec {

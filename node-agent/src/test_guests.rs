@@ -60,12 +60,37 @@ const COUNT: [u8; 13] = [
     0xFA, 0x66, 0xFF, 0x06, 0x00, 0x05, 0xB9, 0xFF, 0xFF, 0xE2, 0xFE, 0xEB, 0xF4,
 ];
 
+/// Keeps rewriting the 576 KiB from `0x10000` to `0x9FFFF` with a changing 16-bit pattern, so
+/// a live migration always finds dirty memory (and never converges under a tight bandwidth):
+/// ```text
+///        cli                  FA
+///        cld                  FC
+///        xor  bx, bx          31 DB
+/// again: inc  bx              43         ; the next pattern
+///        mov  dx, 0x1000      BA 00 10   ; first segment
+/// seg:   mov  es, dx          8E C2
+///        xor  di, di          31 FF
+///        mov  ax, bx          89 D8
+///        mov  cx, 0x8000      B9 00 80   ; 32 Ki words = 64 KiB
+///        rep  stosw           F3 AB
+///        add  dx, 0x1000      81 C2 00 10
+///        cmp  dx, 0xA000      81 FA 00 A0
+///        jb   seg             72 EB      ; 8 - 29 = -21
+///        jmp  again           EB E5      ; 4 - 31 = -27
+/// ```
+const DIRTY: [u8; 31] = [
+    0xFA, 0xFC, 0x31, 0xDB, 0x43, 0xBA, 0x00, 0x10, 0x8E, 0xC2, 0x31, 0xFF, 0x89, 0xD8, 0xB9, 0x00,
+    0x80, 0xF3, 0xAB, 0x81, 0xC2, 0x00, 0x10, 0x81, 0xFA, 0x00, 0xA0, 0x72, 0xEB, 0xEB, 0xE5,
+];
+
 /// The test guests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TestGuest {
     Spin,
     Idle,
     Counter,
+    /// Dirties 576 KiB of memory continuously (for migration timeouts and benchmarks).
+    Dirty,
 }
 
 impl TestGuest {
@@ -74,6 +99,7 @@ impl TestGuest {
             Self::Spin => "spin",
             Self::Idle => "idle",
             Self::Counter => "counter",
+            Self::Dirty => "dirty",
         }
     }
 
@@ -83,6 +109,7 @@ impl TestGuest {
             Self::Spin => [&SET_DS_ZERO[..], &MARK_BOOTED, &SPIN].concat(),
             Self::Idle => [&SET_DS_ZERO[..], &MARK_BOOTED, &IDLE].concat(),
             Self::Counter => [&SET_DS_ZERO[..], &ZERO_COUNTER, &MARK_BOOTED, &COUNT].concat(),
+            Self::Dirty => [&SET_DS_ZERO[..], &MARK_BOOTED, &DIRTY].concat(),
         }
     }
 

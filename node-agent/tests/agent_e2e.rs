@@ -1,109 +1,33 @@
 //! End to end with real processes: etcd, the controller, and two agents driving real QEMU.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use herd_agent::test_guests::TestGuest;
 use herd_crds::event::Event;
 use herd_crds::node::NodeSpec;
 use herd_crds::virtual_machine::VmState;
-use herd_crds::{NodeStatus, RunState, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus};
-use herd_store::codec::decode_value;
+use herd_crds::{NodeStatus, RunState, VirtualMachine, VirtualMachineSpec};
 use herd_store::txn::Precondition;
 use herd_store::{Store, Versioned};
-use herd_tests::{EtcdServer, binary, unique_prefix};
+use herd_tests::{EtcdServer, unique_prefix};
 
-/// A child process killed with SIGKILL when dropped.
-struct Process(Child);
+mod common;
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn log_level() -> String {
-    std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into())
-}
-
-fn start_agent(etcd: &EtcdServer, prefix: &str, node: &str, state: &Path) -> Result<Process> {
-    let child = Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-        .args([
-            "--node",
-            node,
-            "--etcd",
-            &etcd.endpoint(),
-            "--prefix",
-            prefix,
-            "--driver",
-            "qemu",
-        ])
-        .args(["--lease-ttl", "4", "--shutdown-timeout", "3"])
-        .arg("--state-dir")
-        .arg(state)
-        .env("RUST_LOG", log_level())
-        .stdin(Stdio::null())
-        .spawn()?;
-    Ok(Process(child))
-}
-
-fn start_controller(etcd: &EtcdServer, prefix: &str) -> Result<Process> {
-    let child = Command::new(binary("herd-controller")?)
-        .args([
-            "--etcd",
-            &etcd.endpoint(),
-            "--prefix",
-            prefix,
-            "--lease-ttl",
-            "3",
-            "--listen",
-            "",
-        ])
-        .env("RUST_LOG", log_level())
-        .stdin(Stdio::null())
-        .spawn()?;
-    Ok(Process(child))
-}
+use common::{is_alive, pid_of, start_agent, start_controller};
 
 /// Kills every QEMU whose command line mentions `dir` (the test's state), even on failure.
 struct QemuReaper(std::path::PathBuf);
 
 impl Drop for QemuReaper {
     fn drop(&mut self) {
-        let needle = self.0.display().to_string();
-        for pid in qemu_pids_under(&needle) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
+        drop(common::Reaper(self.0.clone()));
     }
 }
 
 fn qemu_pids_under(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.contains("qemu-system") && cmdline.contains(needle) && is_alive(pid) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// Alive and not a zombie (this container's init does not reap orphans).
-fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(") ")
-                .map(|(_, rest)| !rest.starts_with('Z'))
-        })
-        .unwrap_or(false)
+    common::pids_mentioning(needle, "qemu-system")
 }
 
 fn vm(name: &str, node: &str, image: &Path) -> Result<VirtualMachine> {
@@ -115,60 +39,13 @@ fn vm(name: &str, node: &str, image: &Path) -> Result<VirtualMachine> {
     Ok(herd_crds::yaml::from_str(&text)?)
 }
 
-async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {seconds} s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn status_in(
-    store: &Store,
-    vm: &str,
-    state: VmState,
-    seconds: u64,
-) -> Result<VirtualMachineStatus> {
-    eventually(seconds, &format!("{vm} {state:?}"), || async {
-        let status = store.get_status::<VirtualMachineSpec>(vm).await?;
-        Ok(status.map(|s| s.value).filter(|s| s.state == state))
-    })
-    .await
-}
-
-async fn heartbeat(store: &Store, node: &str) -> Result<Option<NodeStatus>> {
-    let key = store.keys().heartbeat(node)?;
-    let (entries, _) = store.list_raw(&key, None).await?;
-    Ok(entries
-        .into_iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(k, v, _)| decode_value::<NodeStatus>(&k, &v))
-        .transpose()?)
-}
+use common::{eventually, heartbeat, status_in};
 
 async fn set_run_state(store: &Store, name: &str, state: RunState) -> Result<()> {
     let mut vm: VirtualMachine = store.get_existing(name).await?;
     vm.spec.run_state = state;
     store.update(&vm).await?;
     Ok(())
-}
-
-fn pid_of(status: &VirtualMachineStatus) -> Result<u32> {
-    status
-        .domain_id
-        .as_deref()
-        .context("no domain id")?
-        .parse()
-        .context("domain id is a pid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

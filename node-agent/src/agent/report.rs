@@ -66,6 +66,7 @@ pub fn heartbeat(
             state: vm_state(d.state),
             cpu_percent: round(d.cpu_percent),
             vcpus: vcpus(d),
+            ..DomainStatus::default()
         })
         .collect();
     NodeStatus {

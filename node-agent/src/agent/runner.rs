@@ -25,6 +25,7 @@ use herd_store::{EventRecorder, Lease, Store, StoreError};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use super::migration::MigrationTracker;
 use super::plan::{DomainAction, plan_domains};
 use super::report::{NodeFacts, heartbeat, materially_differs, vm_status};
 use crate::hypervisor::{DomainInfo, Hypervisor, HypervisorError};
@@ -65,6 +66,7 @@ pub struct Agent<H: Hypervisor> {
     written: HashMap<String, VirtualMachineStatus>,
     /// Problems already reported, so each becomes one Event (key: VM and message).
     reported: HashSet<(String, String)>,
+    migrations: MigrationTracker,
 }
 
 /// Registers the node and runs passes until the lease is lost.
@@ -85,6 +87,7 @@ pub async fn run<H: Hypervisor>(
         stopping: Arc::new(Mutex::new(HashSet::new())),
         written: HashMap::new(),
         reported: HashSet::new(),
+        migrations: MigrationTracker::default(),
     };
     let changed = Arc::new(Notify::new());
     let watch = tokio::spawn(watch_assignments(
@@ -134,7 +137,8 @@ impl<H: Hypervisor> Agent<H> {
             if let Err(error) = self.pass(&spec).await {
                 warn!(node = %self.config.node, %error, "pass failed; retrying at the next interval");
             }
-            let interval = self.interval(&spec);
+            // While a migration runs here, follow it closely.
+            let interval = if self.migrations.busy() { Duration::from_millis(200) } else { self.interval(&spec) };
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = changed.notified() => {}
@@ -174,6 +178,9 @@ impl<H: Hypervisor> Agent<H> {
         for action in plan_domains(&assignments, &domains) {
             self.act(action).await;
         }
+        for (vm, reason, message) in self.migrations.step(self.hypervisor.as_ref(), &assignments, &domains).await {
+            self.report(&vm, reason, &message).await;
+        }
         let host = self.hypervisor.host_info().await?;
         let sample = self.hypervisor.sample().await?;
         let facts = NodeFacts {
@@ -183,7 +190,8 @@ impl<H: Hypervisor> Agent<H> {
             cpus: spec.capacity.as_ref().and_then(|c| c.cpus),
             memory_mib: spec.capacity.as_ref().and_then(|c| c.memory_mib),
         };
-        let status = heartbeat(&host, &sample, &facts, revision, Utc::now());
+        let mut status = heartbeat(&host, &sample, &facts, revision, Utc::now());
+        self.migrations.annotate(&mut status);
         let value = encode_value(&status).map_err(|message| StoreError::Encode {
             kind: "heartbeat".into(),
             name: self.config.node.clone(),

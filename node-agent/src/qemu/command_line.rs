@@ -103,6 +103,14 @@ fn path_value(path: &Path, what: &str) -> Result<String, CommandLineError> {
 
 /// The `-chardev` argument of the QMP socket; also how an adopted process is recognised in
 /// `/proc/<pid>/cmdline`.
+/// The operators' QMP socket, `monitor.sock` beside the agent's `qmp.sock`.
+pub fn monitor_chardev(qmp_socket: &Path) -> Result<String, CommandLineError> {
+    Ok(format!(
+        "socket,id=monitor,path={},server=on,wait=off",
+        path_value(&qmp_socket.with_file_name("monitor.sock"), "the monitor socket path")?
+    ))
+}
+
 pub fn qmp_chardev(qmp_socket: &Path) -> Result<String, CommandLineError> {
     Ok(format!(
         "socket,id=qmp,path={},server=on,wait=off",
@@ -174,6 +182,11 @@ fn daemon_args(files: RunFiles<'_>) -> Result<Vec<String>, CommandLineError> {
         qmp_chardev(files.qmp_socket)?,
         "-mon".into(),
         "chardev=qmp,mode=control".into(),
+        // A second QMP socket for operators and tests: the agent keeps `qmp.sock` busy.
+        "-chardev".into(),
+        monitor_chardev(files.qmp_socket)?,
+        "-mon".into(),
+        "chardev=monitor,mode=control".into(),
         "-chardev".into(),
         format!(
             "file,id=serial0,path={}",
@@ -377,6 +390,7 @@ mod tests {
             values(&args, "-chardev"),
             [
                 "socket,id=qmp,path=/run/herd/small-1/qmp.sock,server=on,wait=off",
+                "socket,id=monitor,path=/run/herd/small-1/monitor.sock,server=on,wait=off",
                 "file,id=serial0,path=/run/herd/small-1/serial.log"
             ]
         );

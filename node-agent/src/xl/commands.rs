@@ -13,6 +13,8 @@ use super::runner::CommandLine;
 pub const XL: &str = "xl";
 /// The NBD client that attaches exports to `/dev/nbdN`.
 pub const NBD_CLIENT: &str = "nbd-client";
+/// Xen's `top` (`tools/xentop`, in xen-utils), read only by the optional cross-check.
+pub const XENTOP: &str = "xentop";
 
 fn xl<const N: usize>(args: [&str; N]) -> CommandLine {
     CommandLine::new(XL, args)
@@ -36,6 +38,13 @@ pub fn vcpu_list() -> CommandLine {
 /// `xl info`: the host.
 pub fn info() -> CommandLine {
     xl(["info"])
+}
+
+/// `xentop -b -f -i 2 -d 1`: two tables a second apart, in batch mode (plain text, no curses),
+/// with full domain names (`-f`; otherwise cut to 10 characters). The second table's CPU(%) is
+/// measured over that second. Takes about one second.
+pub fn xentop() -> CommandLine {
+    CommandLine::new(XENTOP, ["-b", "-f", "-i", "2", "-d", "1"])
 }
 
 /// `xl create [-p] CFG`: starts a domain from its config file, paused when asked.
@@ -105,6 +114,8 @@ mod tests {
         assert_eq!(line(list_long()), "xl list -l");
         assert_eq!(line(vcpu_list()), "xl vcpu-list");
         assert_eq!(line(info()), "xl info");
+        assert_eq!(line(xentop()), "xentop -b -f -i 2 -d 1");
+        assert_eq!(xentop().program, XENTOP);
         let cfg = Path::new("/run/herd-agent/xl/small-1.cfg");
         assert_eq!(
             line(create(cfg, false)),

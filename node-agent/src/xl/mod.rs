@@ -4,7 +4,8 @@
 //! It renders an `xl.cfg` per domain ([`config`]), runs `xl create`, `pause`, `unpause`,
 //! `shutdown`, `destroy` and `migrate` through one command runner ([`runner`]), attaches NBD
 //! disks with `nbd-client` ([`nbd`]), and reads `xl list`, `xl list -l`, `xl vcpu-list` and
-//! `xl info` with pure parsers ([`list`], [`list_long`], [`vcpu_list`], [`info`]).
+//! `xl info` with pure parsers ([`list`], [`list_long`], [`vcpu_list`], [`info`]). `xentop -b`
+//! has a parser too ([`xentop`]), for an optional cross-check (`XlDriver::xentop`).
 //!
 //! Xen cannot run on the machines herd is developed on. This driver is built for real and
 //! tested against output written in the Xen 4.17 formats (`tests/fixtures/xl/`) and a fake `xl`
@@ -25,6 +26,7 @@ pub mod probe;
 pub mod runner;
 pub mod settings;
 pub mod vcpu_list;
+pub mod xentop;
 
 #[cfg(test)]
 mod fixture_tests;
