@@ -117,8 +117,22 @@ impl Caches {
                 &keys.objects(ClusterPolicy::PLURAL),
                 decode_object,
             ),
-            migrations: reflect(store, tasks, &changes, Source::Migrations, &keys.objects(Migration::PLURAL), decode_object),
-            migration_statuses: reflect(store, tasks, &changes, Source::MigrationStatuses, &keys.statuses(Migration::PLURAL), decode_versioned),
+            migrations: reflect(
+                store,
+                tasks,
+                &changes,
+                Source::Migrations,
+                &keys.objects(Migration::PLURAL),
+                decode_object,
+            ),
+            migration_statuses: reflect(
+                store,
+                tasks,
+                &changes,
+                Source::MigrationStatuses,
+                &keys.statuses(Migration::PLURAL),
+                decode_versioned,
+            ),
         }
     }
 

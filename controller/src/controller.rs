@@ -42,6 +42,9 @@ pub struct Controller {
     pub(crate) placed_on: Mutex<HashMap<String, BTreeSet<String>>>,
     /// Migration names waiting for a step.
     pub migration_queue: WorkQueue,
+    /// Migrations this leader started and has not ended: name → source node. Authoritative
+    /// for the concurrency limits (the cache may not show a start yet).
+    pub(crate) in_flight: Mutex<HashMap<String, String>>,
     /// The last unschedulable message per VM, so an Event is written only when it changes.
     last_hold: Mutex<HashMap<String, String>>,
 }
@@ -65,12 +68,23 @@ impl Controller {
                 .filter_map(|(key, a)| Some((key.split_once('/')?.0, &a.value))),
         );
         let recorder = EventRecorder::new(&store, "herd-controller");
+        // Migrations a previous leader left in flight still count against the limits.
+        let in_flight = caches
+            .migration_statuses
+            .list()
+            .into_iter()
+            .filter(|(_, s)| {
+                !s.value.phase.is_final() && s.value.phase != herd_crds::MigrationPhase::Pending
+            })
+            .map(|(name, s)| (name, s.value.source_node.clone().unwrap_or_default()))
+            .collect();
         Arc::new(Self {
             store,
             fence,
             caches,
             queue: WorkQueue::new(),
             migration_queue: WorkQueue::new(),
+            in_flight: Mutex::new(in_flight),
             recorder,
             metrics,
             ledger: Mutex::new(ledger),

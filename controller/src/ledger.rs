@@ -78,7 +78,10 @@ impl Ledger {
     /// vCPUs and memory assigned to `node`, incoming migrations included (without copying its
     /// VM list).
     pub fn totals(&self, node: &str) -> (u64, u64) {
-        let (mut vcpus, mut memory) = self.by_node.get(node).map_or((0, 0), |u| (u.vcpus, u.memory_mib));
+        let (mut vcpus, mut memory) = self
+            .by_node
+            .get(node)
+            .map_or((0, 0), |u| (u.vcpus, u.memory_mib));
         for entry in self.incoming.values().filter(|e| e.node == node) {
             vcpus += entry.vcpus;
             memory += entry.memory_mib;
@@ -88,7 +91,11 @@ impl Ledger {
 
     /// Holds room for `vm` on `node`, the target of its live migration.
     pub fn reserve_incoming(&mut self, vm: &str, node: &str, vcpus: u32, memory_mib: u64) {
-        let entry = Entry { node: node.to_owned(), vcpus: u64::from(vcpus), memory_mib };
+        let entry = Entry {
+            node: node.to_owned(),
+            vcpus: u64::from(vcpus),
+            memory_mib,
+        };
         self.incoming.insert(vm.to_owned(), entry);
     }
 
@@ -151,9 +158,15 @@ mod tests {
         let mut ledger = Ledger::default();
         ledger.assign("a", "ferby", 2, 512);
         ledger.reserve_incoming("a", "herby", 2, 512);
-        assert_eq!((ledger.totals("ferby"), ledger.totals("herby")), ((2, 512), (2, 512)));
+        assert_eq!(
+            (ledger.totals("ferby"), ledger.totals("herby")),
+            ((2, 512), (2, 512))
+        );
         ledger.complete_incoming("a");
-        assert_eq!((ledger.totals("ferby"), ledger.totals("herby")), ((0, 0), (2, 512)));
+        assert_eq!(
+            (ledger.totals("ferby"), ledger.totals("herby")),
+            ((0, 0), (2, 512))
+        );
         assert_eq!(ledger.node_of("a"), Some("herby"));
         ledger.reserve_incoming("a", "gerby", 2, 512);
         ledger.drop_incoming("a");

@@ -48,9 +48,16 @@ pub enum MigrationStep {
     /// Give the source its outgoing role towards `endpoint`.
     Send { endpoint: String },
     /// The VM runs on the target: move the assignment there.
-    Switch { transferred: u64, total_ms: Option<u64>, downtime_ms: Option<u64> },
+    Switch {
+        transferred: u64,
+        total_ms: Option<u64>,
+        downtime_ms: Option<u64>,
+    },
     /// Undo, leaving the VM on its source, and end in `phase` with `message`.
-    Abort { phase: MigrationPhase, message: String },
+    Abort {
+        phase: MigrationPhase,
+        message: String,
+    },
 }
 
 /// The step for `view`.
@@ -66,7 +73,11 @@ pub fn plan_migration(view: &MigrationView<'_>) -> MigrationStep {
         return abort;
     }
     match status.phase {
-        MigrationPhase::PreparingTarget => match view.target_report.flatten().and_then(|d| d.incoming_endpoint.clone()) {
+        MigrationPhase::PreparingTarget => match view
+            .target_report
+            .flatten()
+            .and_then(|d| d.incoming_endpoint.clone())
+        {
             Some(endpoint) => MigrationStep::Send { endpoint },
             None => MigrationStep::Wait,
         },
@@ -75,39 +86,65 @@ pub fn plan_migration(view: &MigrationView<'_>) -> MigrationStep {
     }
 }
 
-/// Aborts when a party vanished or time ran out.
+/// Aborts when a party vanished or time ran out. A missing assignment is waited for (the
+/// cache may not show a write of this controller yet); the timeout ends a wait that lasts.
 fn check_health(view: &MigrationView<'_>) -> Option<MigrationStep> {
-    let fail = |message: String| Some(MigrationStep::Abort { phase: MigrationPhase::Failed, message });
-    if view.source.is_none() {
-        return fail(format!("the VM {} is no longer assigned to its source", view.vm));
-    }
-    let source = view.source.map(|(node, _)| node).unwrap_or_default();
-    let target = view.target.map(|(node, _)| node).or(view.status.target_node.as_deref()).unwrap_or_default();
+    let fail = |message: String| {
+        Some(MigrationStep::Abort {
+            phase: MigrationPhase::Failed,
+            message,
+        })
+    };
+    let source = view
+        .source
+        .map(|(node, _)| node)
+        .or(view.status.source_node.as_deref())
+        .unwrap_or_default();
+    let target = view
+        .target
+        .map(|(node, _)| node)
+        .or(view.status.target_node.as_deref())
+        .unwrap_or_default();
     if view.source_report.is_none() {
         return fail(format!("source node {source} stopped reporting"));
     }
-    if view.target.is_none() || view.target_report.is_none() {
-        return fail(format!("target node {target} stopped reporting or lost its assignment"));
+    if view.target_report.is_none() {
+        return fail(format!("target node {target} stopped reporting"));
     }
     let started = view.status.start_time.unwrap_or(view.now);
     let elapsed = (view.now - started).to_std().unwrap_or_default();
     if elapsed > view.completion_timeout {
         return Some(MigrationStep::Abort {
             phase: MigrationPhase::Aborted,
-            message: format!("did not complete within {:?}; cancelled", view.completion_timeout),
+            message: format!(
+                "did not complete within {:?}; cancelled",
+                view.completion_timeout
+            ),
         });
+    }
+    if view.source.is_none() || view.target.is_none() {
+        return Some(MigrationStep::Wait);
     }
     None
 }
 
 fn plan_running(view: &MigrationView<'_>) -> MigrationStep {
-    let report = view.source_report.flatten().and_then(|d| d.migration.as_ref()).filter(|r| r.migration == view.name);
-    let Some(report) = report else { return MigrationStep::Wait };
+    let report = view
+        .source_report
+        .flatten()
+        .and_then(|d| d.migration.as_ref())
+        .filter(|r| r.migration == view.name);
+    let Some(report) = report else {
+        return MigrationStep::Wait;
+    };
     match report.state {
         MigrationReportState::Active => MigrationStep::Wait,
         MigrationReportState::Completed => {
             // The source QEMU ends only after the target runs.
-            let target_runs = view.target_report.flatten().is_some_and(|d| d.state == VmState::Running);
+            let target_runs = view
+                .target_report
+                .flatten()
+                .is_some_and(|d| d.state == VmState::Running);
             if target_runs {
                 MigrationStep::Switch {
                     transferred: report.transferred_bytes,
@@ -120,7 +157,10 @@ fn plan_running(view: &MigrationView<'_>) -> MigrationStep {
         }
         MigrationReportState::Failed | MigrationReportState::Cancelled => MigrationStep::Abort {
             phase: MigrationPhase::Failed,
-            message: format!("the hypervisor reported the migration {:?}: {}", report.state, report.message),
+            message: format!(
+                "the hypervisor reported the migration {:?}: {}",
+                report.state, report.message
+            ),
         },
     }
 }
@@ -137,7 +177,12 @@ pub fn completion_timeout(memory_mib: u64, per_gib_seconds: u32) -> Duration {
 
 /// The assignment of the target: the VM's domain with an `Incoming` role.
 pub fn incoming(source: &Assignment, migration: &str) -> Assignment {
-    Assignment { migration: Some(MigrationRole::Incoming { migration: migration.to_owned() }), ..source.clone() }
+    Assignment {
+        migration: Some(MigrationRole::Incoming {
+            migration: migration.to_owned(),
+        }),
+        ..source.clone()
+    }
 }
 
 /// Whether `assignment` is the incoming side of `migration`.
@@ -163,7 +208,11 @@ mod tests {
     }
 
     fn domain(state: VmState) -> DomainStatus {
-        DomainStatus { name: "vm".into(), state, ..Default::default() }
+        DomainStatus {
+            name: "vm".into(),
+            state,
+            ..Default::default()
+        }
     }
 
     struct Fixture {
@@ -178,9 +227,15 @@ mod tests {
         fn new(phase: MigrationPhase) -> Self {
             let now = Utc::now();
             Self {
-                status: MigrationStatus { phase, start_time: Some(now), ..Default::default() },
+                status: MigrationStatus {
+                    phase,
+                    start_time: Some(now),
+                    ..Default::default()
+                },
                 source: assignment(None),
-                target: assignment(Some(MigrationRole::Incoming { migration: "m".into() })),
+                target: assignment(Some(MigrationRole::Incoming {
+                    migration: "m".into(),
+                })),
                 source_domain: domain(VmState::Running),
                 target_domain: domain(VmState::Migrating),
             }
@@ -203,20 +258,46 @@ mod tests {
 
     #[test]
     fn the_happy_path_goes_start_send_switch() {
-        assert_eq!(plan_migration(&Fixture::new(MigrationPhase::Pending).view()), MigrationStep::Start);
+        assert_eq!(
+            plan_migration(&Fixture::new(MigrationPhase::Pending).view()),
+            MigrationStep::Start
+        );
         let mut preparing = Fixture::new(MigrationPhase::PreparingTarget);
         assert_eq!(plan_migration(&preparing.view()), MigrationStep::Wait);
         preparing.target_domain.incoming_endpoint = Some("tcp:127.0.0.1:4444".into());
-        assert_eq!(plan_migration(&preparing.view()), MigrationStep::Send { endpoint: "tcp:127.0.0.1:4444".into() });
+        assert_eq!(
+            plan_migration(&preparing.view()),
+            MigrationStep::Send {
+                endpoint: "tcp:127.0.0.1:4444".into()
+            }
+        );
 
         let mut running = Fixture::new(MigrationPhase::Running);
-        let report = |state| MigrationReport { migration: "m".into(), state, transferred_bytes: 9, total_time_ms: Some(80), downtime_ms: Some(4), ..Default::default() };
+        let report = |state| MigrationReport {
+            migration: "m".into(),
+            state,
+            transferred_bytes: 9,
+            total_time_ms: Some(80),
+            downtime_ms: Some(4),
+            ..Default::default()
+        };
         running.source_domain.migration = Some(report(MigrationReportState::Active));
         assert_eq!(plan_migration(&running.view()), MigrationStep::Wait);
         running.source_domain.migration = Some(report(MigrationReportState::Completed));
-        assert_eq!(plan_migration(&running.view()), MigrationStep::Wait, "not before the target runs");
+        assert_eq!(
+            plan_migration(&running.view()),
+            MigrationStep::Wait,
+            "not before the target runs"
+        );
         running.target_domain.state = VmState::Running;
-        assert_eq!(plan_migration(&running.view()), MigrationStep::Switch { transferred: 9, total_ms: Some(80), downtime_ms: Some(4) });
+        assert_eq!(
+            plan_migration(&running.view()),
+            MigrationStep::Switch {
+                transferred: 9,
+                total_ms: Some(80),
+                downtime_ms: Some(4)
+            }
+        );
     }
 
     #[test]
@@ -224,24 +305,55 @@ mod tests {
         let fixture = Fixture::new(MigrationPhase::Running);
         let mut view = fixture.view();
         view.target_report = None;
-        assert!(matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Failed, message } if message.contains("herby")));
+        assert!(
+            matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Failed, message } if message.contains("herby"))
+        );
+        let mut view = fixture.view();
+        view.target = None;
+        assert_eq!(
+            plan_migration(&view),
+            MigrationStep::Wait,
+            "an assignment not yet seen is waited for"
+        );
         let mut view = fixture.view();
         view.source_report = None;
-        assert!(matches!(plan_migration(&view), MigrationStep::Abort { message, .. } if message.contains("ferby")));
+        assert!(
+            matches!(plan_migration(&view), MigrationStep::Abort { message, .. } if message.contains("ferby"))
+        );
         let mut view = fixture.view();
         view.now = Utc::now() + chrono::Duration::seconds(120);
-        assert!(matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Aborted, .. }));
+        assert!(matches!(
+            plan_migration(&view),
+            MigrationStep::Abort {
+                phase: MigrationPhase::Aborted,
+                ..
+            }
+        ));
 
         let mut failed = Fixture::new(MigrationPhase::Running);
-        failed.source_domain.migration = Some(MigrationReport { migration: "m".into(), state: MigrationReportState::Failed, message: "boom".into(), ..Default::default() });
-        assert!(matches!(plan_migration(&failed.view()), MigrationStep::Abort { message, .. } if message.contains("boom")));
+        failed.source_domain.migration = Some(MigrationReport {
+            migration: "m".into(),
+            state: MigrationReportState::Failed,
+            message: "boom".into(),
+            ..Default::default()
+        });
+        assert!(
+            matches!(plan_migration(&failed.view()), MigrationStep::Abort { message, .. } if message.contains("boom"))
+        );
     }
 
     #[test]
     fn final_phases_rest_and_timeouts_scale_with_memory() {
-        assert_eq!(plan_migration(&Fixture::new(MigrationPhase::Completed).view()), MigrationStep::Wait);
+        assert_eq!(
+            plan_migration(&Fixture::new(MigrationPhase::Completed).view()),
+            MigrationStep::Wait
+        );
         assert_eq!(completion_timeout(2048, 800), Duration::from_secs(1600));
         assert_eq!(completion_timeout(32, 800), Duration::from_secs(25));
-        assert_eq!(completion_timeout(32, 100), MIN_COMPLETION_TIMEOUT, "a floor for tiny guests");
+        assert_eq!(
+            completion_timeout(32, 100),
+            MIN_COMPLETION_TIMEOUT,
+            "a floor for tiny guests"
+        );
     }
 }

@@ -17,7 +17,9 @@ use herd_store::{StoreError, Versioned};
 use tracing::{debug, info};
 
 use crate::controller::Controller;
-use crate::migration_plan::{MigrationStep, MigrationView, completion_timeout, incoming, is_incoming_for, plan_migration};
+use crate::migration_plan::{
+    MigrationStep, MigrationView, completion_timeout, incoming, is_incoming_for, plan_migration,
+};
 use crate::scheduler::{Misfit, Placement, misfit, schedule};
 
 /// How often active migrations are looked at even without a change (timeouts).
@@ -27,7 +29,11 @@ impl Controller {
     /// Queues every migration that has not ended.
     pub(crate) fn requeue_active_migrations(&self) {
         for (name, _) in self.caches.migrations.list() {
-            let ended = self.caches.migration_statuses.get(&name).is_some_and(|s| s.value.phase.is_final());
+            let ended = self
+                .caches
+                .migration_statuses
+                .get(&name)
+                .is_some_and(|s| s.value.phase.is_final());
             if !ended {
                 self.migration_queue.add(&name);
             }
@@ -59,16 +65,24 @@ impl Controller {
     }
 
     async fn reconcile_migration(&self, name: &str) -> Result<(), StoreError> {
-        let Some(migration) = self.caches.migrations.get(name) else { return Ok(()) };
+        let Some(migration) = self.caches.migrations.get(name) else {
+            return Ok(());
+        };
         let stored = self.caches.migration_statuses.get(name);
         let status = stored.as_ref().map(|s| s.value.clone()).unwrap_or_default();
         let vm = migration.spec.vm.clone();
         let assignments = self.assignments_of(&vm);
-        let target = assignments.iter().find(|(_, a)| is_incoming_for(&a.value, name));
-        let source = assignments.iter().find(|(_, a)| !matches!(a.value.migration, Some(MigrationRole::Incoming { .. })));
+        let target = assignments
+            .iter()
+            .find(|(_, a)| is_incoming_for(&a.value, name));
+        let source = assignments
+            .iter()
+            .find(|(_, a)| !matches!(a.value.migration, Some(MigrationRole::Incoming { .. })));
         let memory = source.map_or(0, |(_, a)| a.value.domain.memory_mib);
         let per_gib = self.policy().migration.completion_timeout_per_gib_seconds;
-        let target_node = target.map(|(n, _)| n.as_str()).or(status.target_node.as_deref());
+        let target_node = target
+            .map(|(n, _)| n.as_str())
+            .or(status.target_node.as_deref());
         let source_report = source.and_then(|(n, _)| self.domain_report(n, &vm));
         let target_report = target_node.and_then(|n| self.domain_report(n, &vm));
         let view = MigrationView {
@@ -83,24 +97,53 @@ impl Controller {
             now: Utc::now(),
         };
         let step = plan_migration(&view);
-        let precondition = stored.as_ref().map_or(Precondition::Absent, |s| Precondition::Revision(s.revision));
-        let sides = Sides { source: source.cloned(), target: target.cloned() };
-        self.apply_migration_step(&migration, status, precondition, sides, step).await
+        let precondition = stored
+            .as_ref()
+            .map_or(Precondition::Absent, |s| Precondition::Revision(s.revision));
+        let sides = Sides {
+            source: source.cloned(),
+            target: target.cloned(),
+        };
+        self.apply_migration_step(&migration, status, precondition, sides, step)
+            .await
     }
 
     /// The node's heartbeat report of `vm`'s domain: `None` when the node is silent,
     /// `Some(None)` when it reports but runs no such domain.
     fn domain_report(&self, node: &str, vm: &str) -> Option<Option<DomainStatus>> {
         let heartbeat = self.caches.heartbeats.get(node)?;
-        Some(heartbeat.value.domains.iter().find(|d| d.name == vm).cloned())
+        Some(
+            heartbeat
+                .value
+                .domains
+                .iter()
+                .find(|d| d.name == vm)
+                .cloned(),
+        )
     }
 
     /// The assignments of `vm` as (node, assignment).
-    pub(crate) fn assignments_of(&self, vm: &str) -> Vec<(String, Versioned<herd_crds::assignment::Assignment>)> {
-        let nodes: Vec<String> = self.placed_on.lock().expect("index lock").get(vm).into_iter().flatten().cloned().collect();
+    pub(crate) fn assignments_of(
+        &self,
+        vm: &str,
+    ) -> Vec<(String, Versioned<herd_crds::assignment::Assignment>)> {
+        let nodes: Vec<String> = self
+            .placed_on
+            .lock()
+            .expect("index lock")
+            .get(vm)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         nodes
             .into_iter()
-            .filter_map(|node| self.caches.assignments.get(&format!("{node}/{vm}")).map(|a| (node, (*a).clone())))
+            .filter_map(|node| {
+                self.caches
+                    .assignments
+                    .get(&format!("{node}/{vm}"))
+                    .map(|a| (node, (*a).clone()))
+            })
             .collect()
     }
 
@@ -115,31 +158,73 @@ impl Controller {
         let name = migration.metadata.name.as_str();
         match step {
             MigrationStep::Wait => Ok(()),
-            MigrationStep::Start => self.start_migration(migration, status, precondition, sides).await,
+            MigrationStep::Start => {
+                self.start_migration(migration, status, precondition, sides)
+                    .await
+            }
             MigrationStep::Send { endpoint } => {
-                let (Some((source, current)), Some((target, _))) = (sides.source, sides.target) else { return Ok(()) };
-                let bandwidth = current.value.domain.migration.bandwidth_mibps.or_else(|| Some(self.policy().migration.bandwidth_mibps).filter(|b| *b > 0));
-                let role = MigrationRole::Outgoing { migration: name.to_owned(), endpoint, target_node: target.clone(), bandwidth_mibps: bandwidth };
-                let outgoing = Assignment { migration: Some(role), ..current.value.clone() };
+                let (Some((source, current)), Some((target, _))) = (sides.source, sides.target)
+                else {
+                    return Ok(());
+                };
+                let bandwidth =
+                    current.value.domain.migration.bandwidth_mibps.or_else(|| {
+                        Some(self.policy().migration.bandwidth_mibps).filter(|b| *b > 0.0)
+                    });
+                let role = MigrationRole::Outgoing {
+                    migration: name.to_owned(),
+                    endpoint,
+                    target_node: target.clone(),
+                    bandwidth_mibps: bandwidth,
+                };
+                let outgoing = Assignment {
+                    migration: Some(role),
+                    ..current.value.clone()
+                };
                 status.phase = MigrationPhase::Running;
                 status.message = format!("sending from {source} to {target}");
                 self.store
                     .transaction()
                     .fenced(&self.fence)
-                    .put_raw(self.store.keys().assignment(&source, &migration.spec.vm)?, encode(&outgoing)?, None, Precondition::Revision(current.revision))
+                    .put_raw(
+                        self.store.keys().assignment(&source, &migration.spec.vm)?,
+                        encode(&outgoing)?,
+                        None,
+                        Precondition::Revision(current.revision),
+                    )
                     .put_status::<MigrationSpec>(name, &status, precondition)?
                     .commit()
                     .await?;
                 Ok(())
             }
-            MigrationStep::Switch { transferred, total_ms, downtime_ms } => {
-                self.switch_migration(migration, status, precondition, sides, (transferred, total_ms, downtime_ms)).await
+            MigrationStep::Switch {
+                transferred,
+                total_ms,
+                downtime_ms,
+            } => {
+                self.switch_migration(
+                    migration,
+                    status,
+                    precondition,
+                    sides,
+                    (transferred, total_ms, downtime_ms),
+                )
+                .await
             }
-            MigrationStep::Abort { phase, message } => self.abort_migration(migration, status, precondition, sides, phase, message).await,
+            MigrationStep::Abort { phase, message } => {
+                self.abort_migration(migration, status, precondition, sides, phase, message)
+                    .await
+            }
         }
     }
 
-    async fn start_migration(&self, migration: &Migration, mut status: MigrationStatus, precondition: Precondition, sides: Sides) -> Result<(), StoreError> {
+    async fn start_migration(
+        &self,
+        migration: &Migration,
+        mut status: MigrationStatus,
+        precondition: Precondition,
+        sides: Sides,
+    ) -> Result<(), StoreError> {
         let name = migration.metadata.name.as_str();
         let vm_name = migration.spec.vm.as_str();
         let checked = self.check_start(migration, &sides);
@@ -148,7 +233,9 @@ impl Controller {
             Err(Refusal::Wait(message)) => {
                 if status.message != message {
                     status.message = message;
-                    self.store.put_status::<MigrationSpec>(name, &status, precondition).await?;
+                    self.store
+                        .put_status::<MigrationSpec>(name, &status, precondition)
+                        .await?;
                 }
                 self.migration_queue.add_after(name, Duration::from_secs(1));
                 return Ok(());
@@ -158,13 +245,31 @@ impl Controller {
                 status.source_node = sides.source.as_ref().map(|(n, _)| n.clone());
                 status.message = message.clone();
                 status.end_time = Some(Utc::now());
-                self.store.transaction().fenced(&self.fence).put_status::<MigrationSpec>(name, &status, precondition)?.commit().await?;
-                self.migration_events(migration, None, None, EventType::Warning, "MigrationFailed", &message).await;
+                self.store
+                    .transaction()
+                    .fenced(&self.fence)
+                    .put_status::<MigrationSpec>(name, &status, precondition)?
+                    .commit()
+                    .await?;
+                self.migration_events(
+                    migration,
+                    None,
+                    None,
+                    EventType::Warning,
+                    "MigrationFailed",
+                    &message,
+                )
+                .await;
                 return Ok(());
             }
         };
         let domain = &current.value.domain;
-        self.ledger.lock().expect("ledger lock").reserve_incoming(vm_name, &target, domain.vcpus, domain.memory_mib);
+        self.ledger.lock().expect("ledger lock").reserve_incoming(
+            vm_name,
+            &target,
+            domain.vcpus,
+            domain.memory_mib,
+        );
         status.phase = MigrationPhase::PreparingTarget;
         status.source_node = Some(source.clone());
         status.target_node = Some(target.clone());
@@ -174,31 +279,68 @@ impl Controller {
             .store
             .transaction()
             .fenced(&self.fence)
-            .put_raw(self.store.keys().assignment(&target, vm_name)?, encode(&incoming(&current.value, name))?, None, Precondition::Absent)
+            .put_raw(
+                self.store.keys().assignment(&target, vm_name)?,
+                encode(&incoming(&current.value, name))?,
+                None,
+                Precondition::Absent,
+            )
             .put_status::<MigrationSpec>(name, &status, precondition)?
             .commit()
             .await;
         if let Err(error) = written {
-            self.ledger.lock().expect("ledger lock").drop_incoming(vm_name);
+            self.ledger
+                .lock()
+                .expect("ledger lock")
+                .drop_incoming(vm_name);
+            self.ended(name);
             return Err(error);
         }
         info!(migration = %name, vm = %vm_name, %source, %target, "migration started");
-        let message = format!("live migration {name} of {vm_name} from {source} to {target} started");
-        self.migration_events(migration, Some(&source), Some(&target), EventType::Normal, "MigrationStarted", &message).await;
+        let message =
+            format!("live migration {name} of {vm_name} from {source} to {target} started");
+        self.migration_events(
+            migration,
+            Some(&source),
+            Some(&target),
+            EventType::Normal,
+            "MigrationStarted",
+            &message,
+        )
+        .await;
         Ok(())
     }
 
     /// Checks a pending migration and picks its target: (source, source assignment, target).
-    fn check_start(&self, migration: &Migration, sides: &Sides) -> Result<(String, Versioned<Assignment>, String), Refusal> {
+    fn check_start(
+        &self,
+        migration: &Migration,
+        sides: &Sides,
+    ) -> Result<(String, Versioned<Assignment>, String), Refusal> {
         let vm_name = &migration.spec.vm;
-        let vm = self.caches.vms.get(vm_name).ok_or_else(|| Refusal::Fail(format!("VM {vm_name} does not exist")))?;
+        let vm = self
+            .caches
+            .vms
+            .get(vm_name)
+            .ok_or_else(|| Refusal::Fail(format!("VM {vm_name} does not exist")))?;
         let Some((source, current)) = sides.source.clone() else {
-            return Err(Refusal::Fail(format!("VM {vm_name} is not placed on any node")));
+            return Err(Refusal::Fail(format!(
+                "VM {vm_name} is not placed on any node"
+            )));
         };
         if vm.spec.run_state == RunState::Stopped || vm.metadata.deletion_timestamp.is_some() {
-            return Err(Refusal::Fail(format!("VM {vm_name} is stopped or being deleted")));
+            return Err(Refusal::Fail(format!(
+                "VM {vm_name} is stopped or being deleted"
+            )));
         }
-        let local: Vec<&str> = current.value.domain.disks.iter().filter(|d| !d.source.is_shared()).map(|d| d.name.as_str()).collect();
+        let local: Vec<&str> = current
+            .value
+            .domain
+            .disks
+            .iter()
+            .filter(|d| !d.source.is_shared())
+            .map(|d| d.name.as_str())
+            .collect();
         if !local.is_empty() {
             return Err(Refusal::Fail(format!(
                 "VM {vm_name} has local-only disk(s) {}: live migration needs every disk on shared storage (a Volume exported over NBD)",
@@ -208,35 +350,55 @@ impl Controller {
         if let Some((target, _)) = &sides.target {
             return Ok((source, current, target.clone())); // a retry after a failed write
         }
-        self.within_limits(&source)?;
-        let target = self.choose_target(&vm, &source, migration.spec.target_node.as_deref())?;
+        self.within_limits(&migration.metadata.name, &source)?;
+        let target = self
+            .choose_target(&vm, &source, migration.spec.target_node.as_deref())
+            .inspect_err(|_| self.ended(&migration.metadata.name))?;
         Ok((source, current, target))
     }
 
-    /// Refuses (for now) when the source or the cluster already has its maximum in flight.
-    fn within_limits(&self, source: &str) -> Result<(), Refusal> {
+    /// Counts `name` as in flight from `source` unless the source or the cluster already has
+    /// its maximum in flight; then it stays Pending.
+    fn within_limits(&self, name: &str, source: &str) -> Result<(), Refusal> {
         let limits = self.policy().migration;
-        let active: Vec<MigrationStatus> = self
-            .caches
-            .migration_statuses
-            .list()
-            .into_iter()
-            .map(|(_, s)| s.value.clone())
-            .filter(|s| matches!(s.phase, MigrationPhase::PreparingTarget | MigrationPhase::Running))
-            .collect();
-        let from_source = active.iter().filter(|s| s.source_node.as_deref() == Some(source)).count();
+        let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+        let from_source = in_flight
+            .iter()
+            .filter(|(other, from)| other.as_str() != name && from.as_str() == source)
+            .count();
         if from_source >= limits.max_outbound_per_node as usize {
-            return Err(Refusal::Wait(format!("waiting: {from_source} migrations already leave {source} (limit {})", limits.max_outbound_per_node)));
+            return Err(Refusal::Wait(format!(
+                "waiting: {from_source} migrations already leave {source} (limit {})",
+                limits.max_outbound_per_node
+            )));
         }
-        if active.len() >= limits.max_in_cluster as usize {
-            return Err(Refusal::Wait(format!("waiting: {} migrations in flight in the cluster (limit {})", active.len(), limits.max_in_cluster)));
+        let total = in_flight
+            .keys()
+            .filter(|other| other.as_str() != name)
+            .count();
+        if total >= limits.max_in_cluster as usize {
+            return Err(Refusal::Wait(format!(
+                "waiting: {total} migrations in flight in the cluster (limit {})",
+                limits.max_in_cluster
+            )));
         }
+        in_flight.insert(name.to_owned(), source.to_owned());
         Ok(())
+    }
+
+    /// `name` no longer counts against the limits.
+    fn ended(&self, name: &str) {
+        self.in_flight.lock().expect("in-flight lock").remove(name);
     }
 
     /// The named target if it may receive the VM, else the scheduler's choice among the nodes
     /// that accept migrations.
-    fn choose_target(&self, vm: &VirtualMachine, source: &str, wanted: Option<&str>) -> Result<String, Refusal> {
+    fn choose_target(
+        &self,
+        vm: &VirtualMachine,
+        source: &str,
+        wanted: Option<&str>,
+    ) -> Result<String, Refusal> {
         let overcommit = self.policy().scheduling.cpu_overcommit_ratio;
         let ledger = self.ledger.lock().expect("ledger lock");
         let mut spec = vm.spec.clone();
@@ -251,22 +413,39 @@ impl Controller {
             .collect();
         if let Some(target) = wanted {
             let node: Option<std::sync::Arc<Node>> = self.caches.nodes.get(target);
-            let Some(node) = node else { return Err(Refusal::Fail(format!("target node {target} does not exist"))) };
+            let Some(node) = node else {
+                return Err(Refusal::Fail(format!(
+                    "target node {target} does not exist"
+                )));
+            };
             if target == source {
-                return Err(Refusal::Fail(format!("VM {} already runs on {target}", vm.metadata.name)));
+                return Err(Refusal::Fail(format!(
+                    "VM {} already runs on {target}",
+                    vm.metadata.name
+                )));
             }
             if !node.spec.accept_migrations {
-                return Err(Refusal::Fail(format!("target node {target} does not accept migrations (acceptMigrations: false)")));
+                return Err(Refusal::Fail(format!(
+                    "target node {target} does not accept migrations (acceptMigrations: false)"
+                )));
             }
-            let view = views.iter().find(|v| v.name == target).expect("accepting nodes are in the views");
+            let view = views
+                .iter()
+                .find(|v| v.name == target)
+                .expect("accepting nodes are in the views");
             return match misfit(&spec, view, overcommit) {
                 None => Ok(target.to_owned()),
-                Some(reason) => Err(Refusal::Fail(format!("target node {target} cannot take the VM: {}", describe(reason)))),
+                Some(reason) => Err(Refusal::Fail(format!(
+                    "target node {target} cannot take the VM: {}",
+                    describe(reason)
+                ))),
             };
         }
         match schedule(&spec, &views, overcommit) {
             Placement::Node(node) => Ok(node),
-            Placement::Unschedulable { message } => Err(Refusal::Fail(format!("no node can receive the VM ({message}, not counting the source and nodes refusing migrations)"))),
+            Placement::Unschedulable { message } => Err(Refusal::Fail(format!(
+                "no node can receive the VM ({message}, not counting the source and nodes refusing migrations)"
+            ))),
         }
     }
 
@@ -278,36 +457,65 @@ impl Controller {
         sides: Sides,
         (transferred, total_ms, downtime_ms): (u64, Option<u64>, Option<u64>),
     ) -> Result<(), StoreError> {
-        let (Some((source, old)), Some((target, new))) = (sides.source, sides.target) else { return Ok(()) };
+        let (Some((source, old)), Some((target, new))) = (sides.source, sides.target) else {
+            return Ok(());
+        };
         let name = migration.metadata.name.as_str();
         let vm = migration.spec.vm.as_str();
-        let landed = Assignment { migration: None, ..new.value.clone() };
+        let landed = Assignment {
+            migration: None,
+            ..new.value.clone()
+        };
         let now = Utc::now();
         status.phase = MigrationPhase::Completed;
         status.end_time = Some(now);
         status.bytes_transferred = transferred;
         status.downtime_ms = downtime_ms;
-        status.total_time_ms = total_ms.or_else(|| status.start_time.map(|s| (now - s).num_milliseconds().max(0) as u64));
+        status.total_time_ms = total_ms.or_else(|| {
+            status
+                .start_time
+                .map(|s| (now - s).num_milliseconds().max(0) as u64)
+        });
         status.message = format!("{vm} runs on {target}");
         let (mut vm_status, vm_precondition) = self.current_status(vm);
         vm_status.node_name = Some(target.clone());
         self.store
             .transaction()
             .fenced(&self.fence)
-            .delete_raw(self.store.keys().assignment(&source, vm)?, Precondition::Revision(old.revision))
-            .put_raw(self.store.keys().assignment(&target, vm)?, encode(&landed)?, None, Precondition::Revision(new.revision))
+            .delete_raw(
+                self.store.keys().assignment(&source, vm)?,
+                Precondition::Revision(old.revision),
+            )
+            .put_raw(
+                self.store.keys().assignment(&target, vm)?,
+                encode(&landed)?,
+                None,
+                Precondition::Revision(new.revision),
+            )
             .put_status::<MigrationSpec>(name, &status, precondition)?
             .put_status::<VirtualMachineSpec>(vm, &vm_status, vm_precondition)?
             .commit()
             .await?;
-        self.ledger.lock().expect("ledger lock").complete_incoming(vm);
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .complete_incoming(vm);
+        self.ended(name);
         info!(migration = %name, %vm, %source, %target, ?total_ms, ?downtime_ms, "migration completed");
         let message = format!(
             "{vm} moved from {source} to {target} in {} ms (downtime {} ms, {transferred} bytes)",
             status.total_time_ms.unwrap_or(0),
             downtime_ms.unwrap_or(0)
         );
-        self.migration_events(migration, Some(&source), Some(&target), EventType::Normal, "MigrationCompleted", &message).await;
+        self.migration_events(
+            migration,
+            Some(&source),
+            Some(&target),
+            EventType::Normal,
+            "MigrationCompleted",
+            &message,
+        )
+        .await;
         Ok(())
     }
 
@@ -324,29 +532,76 @@ impl Controller {
         let vm = migration.spec.vm.as_str();
         let mut txn = self.store.transaction().fenced(&self.fence);
         if let Some((target, incoming)) = &sides.target {
-            txn = txn.delete_raw(self.store.keys().assignment(target, vm)?, Precondition::Revision(incoming.revision));
+            txn = txn.delete_raw(
+                self.store.keys().assignment(target, vm)?,
+                Precondition::Revision(incoming.revision),
+            );
         }
         if let Some((source, current)) = &sides.source
             && current.value.migration.is_some()
         {
-            let cleared = Assignment { migration: None, ..current.value.clone() };
-            txn = txn.put_raw(self.store.keys().assignment(source, vm)?, encode(&cleared)?, None, Precondition::Revision(current.revision));
+            let cleared = Assignment {
+                migration: None,
+                ..current.value.clone()
+            };
+            txn = txn.put_raw(
+                self.store.keys().assignment(source, vm)?,
+                encode(&cleared)?,
+                None,
+                Precondition::Revision(current.revision),
+            );
         }
         status.phase = phase;
         status.end_time = Some(Utc::now());
-        status.message = format!("{message}; {vm} stays on {}", status.source_node.clone().unwrap_or_default());
-        txn.put_status::<MigrationSpec>(name, &status, precondition)?.commit().await?;
+        status.message = format!(
+            "{message}; {vm} stays on {}",
+            status.source_node.clone().unwrap_or_default()
+        );
+        txn.put_status::<MigrationSpec>(name, &status, precondition)?
+            .commit()
+            .await?;
         self.ledger.lock().expect("ledger lock").drop_incoming(vm);
+        self.ended(name);
         info!(migration = %name, %vm, %message, "migration cancelled");
         let (source, target) = (status.source_node.clone(), status.target_node.clone());
-        self.migration_events(migration, source.as_deref(), target.as_deref(), EventType::Warning, "MigrationFailed", &status.message).await;
+        self.migration_events(
+            migration,
+            source.as_deref(),
+            target.as_deref(),
+            EventType::Warning,
+            "MigrationFailed",
+            &status.message,
+        )
+        .await;
         Ok(())
     }
 
     /// Records an event on the VM, the migration and both nodes.
-    async fn migration_events(&self, migration: &Migration, source: Option<&str>, target: Option<&str>, type_: EventType, reason: &str, message: &str) {
-        self.event(Migration::KIND, &migration.metadata.name, type_, reason, message).await;
-        self.event(VirtualMachine::KIND, &migration.spec.vm, type_, reason, message).await;
+    async fn migration_events(
+        &self,
+        migration: &Migration,
+        source: Option<&str>,
+        target: Option<&str>,
+        type_: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        self.event(
+            Migration::KIND,
+            &migration.metadata.name,
+            type_,
+            reason,
+            message,
+        )
+        .await;
+        self.event(
+            VirtualMachine::KIND,
+            &migration.spec.vm,
+            type_,
+            reason,
+            message,
+        )
+        .await;
         for node in [source, target].into_iter().flatten() {
             self.event(Node::KIND, node, type_, reason, message).await;
         }

@@ -77,7 +77,7 @@ impl DiskSource {
 }
 
 /// This node's part in a live migration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum MigrationRole {
     /// Prepare to receive the VM (the agent reports its endpoint in the VM's status).
@@ -88,8 +88,12 @@ pub enum MigrationRole {
         endpoint: String,
         target_node: String,
         /// Bandwidth cap in MiB/s; absent for none.
-        #[serde(default, skip_serializing_if = "Option::is_none", rename = "bandwidthMiBps")]
-        bandwidth_mibps: Option<u32>,
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            rename = "bandwidthMiBps"
+        )]
+        bandwidth_mibps: Option<f64>,
     },
 }
 

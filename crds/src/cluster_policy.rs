@@ -128,7 +128,7 @@ pub struct MigrationLimits {
     pub completion_timeout_per_gib_seconds: u32,
     /// Bandwidth cap in MiB/s; 0 means no cap.
     #[serde(default, rename = "bandwidthMiBps")]
-    pub bandwidth_mibps: u32,
+    pub bandwidth_mibps: f64,
 }
 
 fn default_per_node() -> u32 {
@@ -151,7 +151,7 @@ impl Default for MigrationLimits {
             max_in_cluster: default_per_cluster(),
             progress_timeout_seconds: default_progress_timeout(),
             completion_timeout_per_gib_seconds: default_completion_per_gib(),
-            bandwidth_mibps: 0,
+            bandwidth_mibps: 0.0,
         }
     }
 }
@@ -199,6 +199,12 @@ impl Validate for ClusterPolicySpec {
             format!("must be zero or more (got {gain})"),
         );
         let migration = path.child("migration");
+        let bandwidth = self.migration.bandwidth_mibps;
+        errors.check(
+            bandwidth.is_finite() && bandwidth >= 0.0,
+            migration.child("bandwidthMiBps"),
+            format!("must be 0 (no cap) or a positive number of MiB/s (got {bandwidth})"),
+        );
         errors.at_least(
             self.migration.max_outbound_per_node,
             1,

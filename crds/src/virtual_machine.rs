@@ -138,7 +138,7 @@ impl Affinity {
 }
 
 /// Whether and how this VM may be live-migrated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MigrationPolicy {
     /// `Allowed` (default): the balancer may move it. `Never`: only a person may.
@@ -153,7 +153,7 @@ pub struct MigrationPolicy {
         skip_serializing_if = "Option::is_none",
         rename = "bandwidthMiBps"
     )]
-    pub bandwidth_mibps: Option<u32>,
+    pub bandwidth_mibps: Option<f64>,
 }
 
 fn default_max_downtime_ms() -> u32 {
@@ -282,6 +282,15 @@ impl Validate for VirtualMachineSpec {
             60_000,
             path.child("migration").child("maxDowntimeMs"),
         );
+        if let Some(bandwidth) = self.migration.bandwidth_mibps {
+            errors.check(
+                bandwidth.is_finite() && bandwidth > 0.0,
+                path.child("migration").child("bandwidthMiBps"),
+                format!(
+                    "must be a positive number of MiB/s (got {bandwidth}); leave it out for no cap"
+                ),
+            );
+        }
     }
 }
 

@@ -138,7 +138,11 @@ impl<H: Hypervisor> Agent<H> {
                 warn!(node = %self.config.node, %error, "pass failed; retrying at the next interval");
             }
             // While a migration runs here, follow it closely.
-            let interval = if self.migrations.busy() { Duration::from_millis(200) } else { self.interval(&spec) };
+            let interval = if self.migrations.busy() {
+                Duration::from_millis(200)
+            } else {
+                self.interval(&spec)
+            };
             tokio::select! {
                 () = tokio::time::sleep(interval) => {}
                 () = changed.notified() => {}
@@ -178,7 +182,11 @@ impl<H: Hypervisor> Agent<H> {
         for action in plan_domains(&assignments, &domains) {
             self.act(action).await;
         }
-        for (vm, reason, message) in self.migrations.step(self.hypervisor.as_ref(), &assignments, &domains).await {
+        for (vm, reason, message) in self
+            .migrations
+            .step(self.hypervisor.as_ref(), &assignments, &domains)
+            .await
+        {
             self.report(&vm, reason, &message).await;
         }
         let host = self.hypervisor.host_info().await?;

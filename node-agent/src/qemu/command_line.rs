@@ -107,7 +107,10 @@ fn path_value(path: &Path, what: &str) -> Result<String, CommandLineError> {
 pub fn monitor_chardev(qmp_socket: &Path) -> Result<String, CommandLineError> {
     Ok(format!(
         "socket,id=monitor,path={},server=on,wait=off",
-        path_value(&qmp_socket.with_file_name("monitor.sock"), "the monitor socket path")?
+        path_value(
+            &qmp_socket.with_file_name("monitor.sock"),
+            "the monitor socket path"
+        )?
     ))
 }
 

@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use herd_crds::{NodeStatus, VirtualMachineSpec, VirtualMachineStatus};
 use herd_crds::virtual_machine::VmState;
+use herd_crds::{NodeStatus, VirtualMachineSpec, VirtualMachineStatus};
 use herd_store::Store;
 use herd_store::codec::decode_value;
 use herd_tests::{EtcdServer, binary};
@@ -38,7 +38,16 @@ fn log_level() -> String {
 
 pub fn start_agent(etcd: &EtcdServer, prefix: &str, node: &str, state: &Path) -> Result<Process> {
     let child = Command::new(env!("CARGO_BIN_EXE_herd-agent"))
-        .args(["--node", node, "--etcd", &etcd.endpoint(), "--prefix", prefix, "--driver", "qemu"])
+        .args([
+            "--node",
+            node,
+            "--etcd",
+            &etcd.endpoint(),
+            "--prefix",
+            prefix,
+            "--driver",
+            "qemu",
+        ])
         .args(["--lease-ttl", "4", "--shutdown-timeout", "3"])
         .arg("--state-dir")
         .arg(state)
@@ -50,7 +59,16 @@ pub fn start_agent(etcd: &EtcdServer, prefix: &str, node: &str, state: &Path) ->
 
 pub fn start_controller(etcd: &EtcdServer, prefix: &str) -> Result<Process> {
     let child = Command::new(binary("herd-controller")?)
-        .args(["--etcd", &etcd.endpoint(), "--prefix", prefix, "--lease-ttl", "3", "--listen", ""])
+        .args([
+            "--etcd",
+            &etcd.endpoint(),
+            "--prefix",
+            prefix,
+            "--lease-ttl",
+            "3",
+            "--listen",
+            "",
+        ])
         .env("RUST_LOG", log_level())
         .stdin(Stdio::null())
         .spawn()?;
@@ -73,7 +91,9 @@ impl Drop for Reaper {
 pub fn pids_mentioning(needle: &str, program: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if pid == std::process::id() {
             continue;
         }
@@ -95,7 +115,10 @@ pub fn qemu_of(state: &Path, vm: &str) -> Vec<u32> {
 pub fn is_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(") ")
+                .map(|(_, rest)| !rest.starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -117,7 +140,12 @@ where
     }
 }
 
-pub async fn status_in(store: &Store, vm: &str, state: VmState, seconds: u64) -> Result<VirtualMachineStatus> {
+pub async fn status_in(
+    store: &Store,
+    vm: &str,
+    state: VmState,
+    seconds: u64,
+) -> Result<VirtualMachineStatus> {
     eventually(seconds, &format!("{vm} {state:?}"), || async {
         let status = store.get_status::<VirtualMachineSpec>(vm).await?;
         Ok(status.map(|s| s.value).filter(|s| s.state == state))
@@ -128,25 +156,45 @@ pub async fn status_in(store: &Store, vm: &str, state: VmState, seconds: u64) ->
 pub async fn heartbeat(store: &Store, node: &str) -> Result<Option<NodeStatus>> {
     let key = store.keys().heartbeat(node)?;
     let (entries, _) = store.list_raw(&key, None).await?;
-    Ok(entries.into_iter().find(|(k, _, _)| *k == key).map(|(k, v, _)| decode_value::<NodeStatus>(&k, &v)).transpose()?)
+    Ok(entries
+        .into_iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(k, v, _)| decode_value::<NodeStatus>(&k, &v))
+        .transpose()?)
 }
 
 pub async fn wait_heartbeats(store: &Store, nodes: &[&str]) -> Result<()> {
     for node in nodes {
-        eventually(60, &format!("{node} heartbeat"), || async { heartbeat(store, node).await }).await?;
+        eventually(60, &format!("{node} heartbeat"), || async {
+            heartbeat(store, node).await
+        })
+        .await?;
     }
     Ok(())
 }
 
 pub fn pid_of(status: &VirtualMachineStatus) -> Result<u32> {
-    status.domain_id.as_deref().context("no domain id")?.parse().context("domain id is a pid")
+    status
+        .domain_id
+        .as_deref()
+        .context("no domain id")?
+        .parse()
+        .context("domain id is a pid")
 }
 
 /// `qemu-nbd` serving `image` read-only-safe and shared as export `name`; returns the URI.
 pub fn serve_nbd(image: &Path, name: &str) -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let status = Command::new("qemu-nbd")
-        .args(["--fork", "--persistent", "--shared=16", "--format=raw", "--bind=127.0.0.1"])
+        .args([
+            "--fork",
+            "--persistent",
+            "--shared=16",
+            "--format=raw",
+            "--bind=127.0.0.1",
+        ])
         .arg(format!("--port={port}"))
         .arg(format!("--export-name={name}"))
         .arg(image)
@@ -162,11 +210,15 @@ pub fn serve_nbd(image: &Path, name: &str) -> Result<String> {
 /// (`monitor.sock` in the VM's run directory).
 pub async fn read_guest_u32(state: &Path, vm: &str, address: u64) -> Result<u32> {
     let socket = state.join(vm).join("monitor.sock");
-    let stream = tokio::net::UnixStream::connect(&socket).await.with_context(|| format!("connect {}", socket.display()))?;
+    let stream = tokio::net::UnixStream::connect(&socket)
+        .await
+        .with_context(|| format!("connect {}", socket.display()))?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     lines.next_line().await?; // the greeting
-    write.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").await?;
+    write
+        .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+        .await?;
     next_return(&mut lines).await?;
     let command = format!(
         "{{\"execute\":\"human-monitor-command\",\"arguments\":{{\"command-line\":\"xp /1wx {address:#x}\"}}}}\n"
@@ -174,11 +226,17 @@ pub async fn read_guest_u32(state: &Path, vm: &str, address: u64) -> Result<u32>
     write.write_all(command.as_bytes()).await?;
     let text = next_return(&mut lines).await?;
     // "0000000000000500: 0x0000abcd\r\n"
-    let hex = text.rsplit("0x").next().context("no value in the xp output")?.trim();
+    let hex = text
+        .rsplit("0x")
+        .next()
+        .context("no value in the xp output")?
+        .trim();
     Ok(u32::from_str_radix(hex, 16).with_context(|| format!("xp output {text:?}"))?)
 }
 
-async fn next_return(lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>) -> Result<String> {
+async fn next_return(
+    lines: &mut tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+) -> Result<String> {
     loop {
         let line = lines.next_line().await?.context("QMP closed")?;
         let value: serde_json::Value = serde_json::from_str(&line)?;
