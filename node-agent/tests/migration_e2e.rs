@@ -232,6 +232,19 @@ async fn a_running_vm_moves_keeps_counting_and_refusals_leave_it_in_place() -> R
     );
     let status = status_in(&lab.store, "counter", VmState::Running, 30).await?;
     assert_eq!(status.node_name.as_deref(), Some("herby"));
+
+    // And back: a domain that arrived by migration can leave again.
+    let before = read_guest_u32(&lab.state("herby"), "counter", COUNTER_ADDRESS).await?;
+    lab.migrate("move-2", "counter", Some("ferby")).await?;
+    let back = lab.migration_ends("move-2", 90).await?;
+    assert_eq!(back.phase, MigrationPhase::Completed, "{}", back.message);
+    settle(&lab, "counter", "ferby", &nodes).await?;
+    let after = read_guest_u32(&ferby_state, "counter", COUNTER_ADDRESS).await?;
+    assert!(
+        after >= before,
+        "still counting after the second move ({before} -> {after})"
+    );
+
     let (events, _) = lab.store.list::<herd_crds::Event>().await?;
     for (kind, name) in [
         ("VirtualMachine", "counter"),

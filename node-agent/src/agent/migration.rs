@@ -14,7 +14,7 @@ use herd_crds::node::{MigrationReport, MigrationReportState, NodeStatus};
 use tracing::{info, warn};
 
 use crate::hypervisor::{
-    DomainInfo, Hypervisor, IncomingEndpoint, MigrationParams, MigrationProgress,
+    DomainInfo, DomainState, Hypervisor, IncomingEndpoint, MigrationParams, MigrationProgress,
 };
 
 /// What this agent knows of the migrations touching its domains.
@@ -67,7 +67,7 @@ impl MigrationTracker {
                         bandwidth: bandwidth_mibps
                             .map(|mib| (mib * 1024.0 * 1024.0).max(1.0) as u64),
                     };
-                    self.send(hypervisor, vm, migration, endpoint, &params)
+                    self.send(hypervisor, vm, (migration, endpoint), &params, domains)
                         .await
                 }
                 None => Ok(()),
@@ -129,16 +129,26 @@ impl MigrationTracker {
         &mut self,
         hypervisor: &H,
         vm: &str,
-        migration: &str,
-        endpoint: &str,
+        (migration, endpoint): (&str, &str),
         params: &MigrationParams,
+        domains: &[DomainInfo],
     ) -> Result<(), String> {
         let ours = self
             .outgoing
             .get(vm)
             .is_some_and(|r| r.migration == migration);
         let progress = hypervisor.migration_progress(vm).await;
-        let adopt = matches!(progress, Ok(MigrationProgress::Active { .. }));
+        // After an agent restart: a migration in flight, or one that completed here (the source
+        // is left paused), is this one. A completed status on a running domain is the incoming
+        // migration that brought it here, not news.
+        let paused = domains
+            .iter()
+            .any(|d| d.name == vm && d.state == DomainState::Paused);
+        let adopt = match &progress {
+            Ok(MigrationProgress::Active { .. }) => true,
+            Ok(MigrationProgress::Completed { .. }) => paused,
+            _ => false,
+        };
         if !ours && !adopt {
             info!(%vm, %migration, %endpoint, "sending the domain");
             let target = IncomingEndpoint {

@@ -80,11 +80,18 @@ pub fn parameters(params: &MigrationParams) -> MigrateSetParameters {
     }
 }
 
-/// Whether a migration is under way or done (so `migrate` must not be sent again).
+/// Whether a migration is under way (so `migrate` must not be sent again). A `completed`
+/// status does not count: a domain that arrived by migration reports its incoming migration as
+/// completed, and must still be able to leave again.
 pub fn is_started(status: Option<MigrationStatus>) -> bool {
     !matches!(
         status,
-        None | Some(MigrationStatus::None | MigrationStatus::Failed | MigrationStatus::Cancelled)
+        None | Some(
+            MigrationStatus::None
+                | MigrationStatus::Completed
+                | MigrationStatus::Failed
+                | MigrationStatus::Cancelled
+        )
     )
 }
 
@@ -243,8 +250,11 @@ mod tests {
             Some(MigrationProgress::Cancelled)
         );
         assert!(
-            is_started(Some(MigrationStatus::Setup))
-                && is_started(Some(MigrationStatus::Completed))
+            is_started(Some(MigrationStatus::Setup)) && is_started(Some(MigrationStatus::Active))
+        );
+        assert!(
+            !is_started(Some(MigrationStatus::Completed)),
+            "an arrived domain may leave again"
         );
         assert!(!is_started(None) && !is_started(Some(MigrationStatus::Failed)));
     }
