@@ -45,6 +45,8 @@ pub struct Controller {
     /// Migrations this leader started and has not ended: name → source node. Authoritative
     /// for the concurrency limits (the cache may not show a start yet).
     pub(crate) in_flight: Mutex<HashMap<String, String>>,
+    /// Running migrations: bytes last reported sent and when that number last grew.
+    pub(crate) progress: Mutex<HashMap<String, (u64, chrono::DateTime<Utc>)>>,
     /// The last unschedulable message per VM, so an Event is written only when it changes.
     last_hold: Mutex<HashMap<String, String>>,
 }
@@ -85,6 +87,7 @@ impl Controller {
             queue: WorkQueue::new(),
             migration_queue: WorkQueue::new(),
             in_flight: Mutex::new(in_flight),
+            progress: Mutex::new(HashMap::new()),
             recorder,
             metrics,
             ledger: Mutex::new(ledger),

@@ -35,6 +35,10 @@ pub struct MigrationView<'a> {
     pub target_report: Option<Option<&'a DomainStatus>>,
     /// How long the migration may run before it is aborted.
     pub completion_timeout: Duration,
+    /// How long the source may report no new bytes sent before the migration is aborted.
+    pub progress_timeout: Duration,
+    /// When the source last reported more bytes sent (the shell remembers it).
+    pub last_progress: Option<DateTime<Utc>>,
     pub now: DateTime<Utc>,
 }
 
@@ -120,6 +124,13 @@ fn check_health(view: &MigrationView<'_>) -> Option<MigrationStep> {
                 "did not complete within {:?}; cancelled",
                 view.completion_timeout
             ),
+        });
+    }
+    let stalled = view.last_progress.map(|at| (view.now - at).to_std().unwrap_or_default());
+    if view.status.phase == MigrationPhase::Running && stalled.is_some_and(|s| s > view.progress_timeout) {
+        return Some(MigrationStep::Abort {
+            phase: MigrationPhase::Aborted,
+            message: format!("made no progress for {:?}; cancelled", view.progress_timeout),
         });
     }
     if view.source.is_none() || view.target.is_none() {
@@ -251,6 +262,8 @@ mod tests {
                 source_report: Some(Some(&self.source_domain)),
                 target_report: Some(Some(&self.target_domain)),
                 completion_timeout: Duration::from_secs(60),
+                progress_timeout: Duration::from_secs(30),
+                last_progress: None,
                 now: Utc::now(),
             }
         }
@@ -320,6 +333,9 @@ mod tests {
         assert!(
             matches!(plan_migration(&view), MigrationStep::Abort { message, .. } if message.contains("ferby"))
         );
+        let mut view = fixture.view();
+        view.last_progress = Some(Utc::now() - chrono::Duration::seconds(31));
+        assert!(matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Aborted, message } if message.contains("no progress")));
         let mut view = fixture.view();
         view.now = Utc::now() + chrono::Duration::seconds(120);
         assert!(matches!(
