@@ -21,6 +21,9 @@ pub struct Loaded {
     pub document: ParsedDocument,
 }
 
+/// Annotations with this prefix are kept when a manifest leaves them out.
+pub const SYSTEM_ANNOTATION_PREFIX: &str = "herd.dev/";
+
 /// What apply does to one object.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
@@ -168,6 +171,15 @@ pub fn plan<R: Resource>(desired: R, current: Option<&R>) -> (Change, Option<R>)
         meta.finalizers.clone_from(&old.finalizers);
         meta.owner_references.clone_from(&old.owner_references);
         meta.resource_version.clone_from(&old.resource_version);
+        // Annotations under `herd.dev/` belong to herd's components (the controller's
+        // `released-from`, herdctl's `stop-mode`): a manifest that does not set them keeps them.
+        for (key, value) in &old.annotations {
+            if key.starts_with(SYSTEM_ANNOTATION_PREFIX) {
+                meta.annotations
+                    .entry(key.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
     }
     let same_meta = merged.metadata().labels == current.metadata().labels
         && merged.metadata().annotations == current.metadata().annotations;
@@ -343,6 +355,32 @@ mod tests {
             ["herd.dev/keep"],
             "controllers' finalizers survive"
         );
+    }
+
+    #[test]
+    fn herd_annotations_survive_a_manifest_that_leaves_them_out() {
+        let node: Node = Object::new("ferby", NodeSpec::default());
+        let mut current = stored(&node);
+        current
+            .metadata
+            .annotations
+            .insert("herd.dev/released-from".into(), "gerby".into());
+        current
+            .metadata
+            .annotations
+            .insert("owner".into(), "ops".into());
+        let (change, write) = plan(node.clone(), Some(&current));
+        assert_eq!(
+            change,
+            Change::Configured,
+            "the person's own annotation was removed"
+        );
+        let kept = write.unwrap().metadata.annotations;
+        assert_eq!(
+            kept.get("herd.dev/released-from").map(String::as_str),
+            Some("gerby")
+        );
+        assert!(!kept.contains_key("owner"));
     }
 
     #[test]

@@ -67,6 +67,35 @@ pub enum Command {
     Node(NodeArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
+    /// Start a local lab: etcd, the controller and node agents on this machine.
+    Up(UpArgs),
+    /// Stop the local lab started by `herdctl up`.
+    Down(DownArgs),
+}
+
+/// `herdctl up`.
+#[derive(Args)]
+pub struct UpArgs {
+    /// How many nodes (named like the seed's hosts: ferby, gerby, herby, ...).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// qemu (real guests) or sim (simulated hosts); default qemu when QEMU is installed.
+    #[arg(long, value_enum)]
+    pub driver: Option<crate::lab::plan::LabDriver>,
+    /// Where the lab keeps its data and logs (default $HERD_LAB or ~/.local/state/herd/lab).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// `herdctl down`.
+#[derive(Args)]
+pub struct DownArgs {
+    /// Also remove the lab's data.
+    #[arg(long)]
+    pub purge: bool,
+    /// The lab's directory (default $HERD_LAB or ~/.local/state/herd/lab).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 /// How `apply --dry-run` behaves.

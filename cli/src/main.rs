@@ -16,6 +16,7 @@ mod edit;
 mod failure;
 mod fetch;
 mod kinds;
+mod lab;
 mod output;
 mod rows;
 mod selector;
@@ -84,6 +85,16 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Drain(args) => node::drain(t, args).await,
         Command::Node(args) => node::settings(t, args).await,
         Command::Completion(args) => completion::run(args),
+        Command::Up(args) => {
+            let dir = args.dir.unwrap_or_else(lab::default_dir);
+            lab::up(lab::UpOptions {
+                dir,
+                nodes: args.nodes,
+                driver: args.driver,
+            })
+            .await
+        }
+        Command::Down(args) => lab::down(&args.dir.unwrap_or_else(lab::default_dir), args.purge),
     };
     done.map(|()| 0)
 }

@@ -1,0 +1,196 @@
+//! What a lab is made of (pure): node names, the driver, and each process's command line.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The seed's hosts first, then more in the same style.
+const NODE_NAMES: [&str; 14] = [
+    "ferby", "gerby", "herby", "jerby", "kerby", "lerby", "merby", "nerby", "perby", "rerby",
+    "serby", "terby", "verby", "werby",
+];
+
+/// The hypervisor the lab's agents drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LabDriver {
+    /// Real QEMU guests (KVM when /dev/kvm works, else TCG).
+    Qemu,
+    /// Simulated hosts with modelled CPU load, all in one agent process.
+    Sim,
+}
+
+/// The names of `count` lab nodes.
+pub fn node_names(count: usize) -> Result<Vec<String>, String> {
+    if count == 0 || count > NODE_NAMES.len() {
+        return Err(format!(
+            "--nodes must be between 1 and {} (got {count})",
+            NODE_NAMES.len()
+        ));
+    }
+    Ok(NODE_NAMES[..count].iter().map(|n| n.to_string()).collect())
+}
+
+/// The driver to use: the one asked for, else qemu when QEMU is installed, else sim.
+pub fn choose_driver(asked: Option<LabDriver>, qemu_installed: bool) -> (LabDriver, &'static str) {
+    match asked {
+        Some(driver) => (driver, "as asked"),
+        None if qemu_installed => (LabDriver::Qemu, "qemu-system-x86_64 is installed"),
+        None => (LabDriver::Sim, "qemu-system-x86_64 is not installed"),
+    }
+}
+
+/// Ports and addresses of a lab.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ports {
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.etcd_client)
+    }
+}
+
+/// One process of the lab: a name for its pid and log files, and its command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LabProcess {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// etcd with its data under `dir`.
+pub fn etcd(etcd: &Path, dir: &Path, ports: &Ports) -> LabProcess {
+    let client = ports.endpoint();
+    let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
+    LabProcess {
+        name: "etcd".into(),
+        program: etcd.to_owned(),
+        args: vec![
+            "--name=herd-lab".into(),
+            format!("--data-dir={}", dir.join("etcd").display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=herd-lab={peer}"),
+        ],
+    }
+}
+
+/// The controller.
+pub fn controller(binary: &Path, ports: &Ports) -> LabProcess {
+    LabProcess {
+        name: "controller".into(),
+        program: binary.to_owned(),
+        args: vec![
+            format!("--etcd={}", ports.endpoint()),
+            format!("--listen=127.0.0.1:{}", ports.metrics),
+            "--identity=lab-controller".into(),
+        ],
+    }
+}
+
+/// The agents: one per node with QEMU, one for all nodes with the simulator.
+pub fn agents(
+    binary: &Path,
+    dir: &Path,
+    ports: &Ports,
+    driver: LabDriver,
+    nodes: &[String],
+) -> Vec<LabProcess> {
+    let common = |node: &str| {
+        vec![
+            format!("--etcd={}", ports.endpoint()),
+            format!("--node={node}"),
+        ]
+    };
+    match driver {
+        LabDriver::Qemu => nodes
+            .iter()
+            .map(|node| {
+                let mut args = common(node);
+                args.extend([
+                    "--driver=qemu".into(),
+                    format!("--state-dir={}", dir.join("nodes").join(node).display()),
+                ]);
+                LabProcess {
+                    name: format!("agent-{node}"),
+                    program: binary.to_owned(),
+                    args,
+                }
+            })
+            .collect(),
+        LabDriver::Sim => {
+            let mut args = common(&nodes[0]);
+            args.extend([
+                "--driver=sim".into(),
+                format!("--sim-hosts={}", nodes.join(",")),
+            ]);
+            vec![LabProcess {
+                name: "agent-sim".into(),
+                program: binary.to_owned(),
+                args,
+            }]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_are_named_like_the_seeds_hosts() {
+        assert_eq!(node_names(3).unwrap(), ["ferby", "gerby", "herby"]);
+        assert!(node_names(0).unwrap_err().contains("--nodes"));
+        assert!(node_names(99).is_err());
+    }
+
+    #[test]
+    fn the_driver_defaults_to_qemu_when_installed() {
+        assert_eq!(choose_driver(None, true).0, LabDriver::Qemu);
+        assert_eq!(choose_driver(None, false).0, LabDriver::Sim);
+        assert_eq!(choose_driver(Some(LabDriver::Sim), true).0, LabDriver::Sim);
+    }
+
+    #[test]
+    fn one_qemu_agent_per_node_or_one_simulator_for_all() {
+        let ports = Ports {
+            etcd_client: 1,
+            etcd_peer: 2,
+            metrics: 3,
+        };
+        let nodes = node_names(3).unwrap();
+        let qemu = agents(
+            Path::new("/bin/herd-agent"),
+            Path::new("/lab"),
+            &ports,
+            LabDriver::Qemu,
+            &nodes,
+        );
+        assert_eq!(qemu.len(), 3);
+        assert!(
+            qemu[1]
+                .args
+                .contains(&"--state-dir=/lab/nodes/gerby".to_string())
+        );
+        let sim = agents(
+            Path::new("/bin/herd-agent"),
+            Path::new("/lab"),
+            &ports,
+            LabDriver::Sim,
+            &nodes,
+        );
+        assert_eq!(sim.len(), 1);
+        assert!(
+            sim[0]
+                .args
+                .contains(&"--sim-hosts=ferby,gerby,herby".to_string())
+        );
+    }
+}
