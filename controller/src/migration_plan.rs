@@ -126,11 +126,18 @@ fn check_health(view: &MigrationView<'_>) -> Option<MigrationStep> {
             ),
         });
     }
-    let stalled = view.last_progress.map(|at| (view.now - at).to_std().unwrap_or_default());
-    if view.status.phase == MigrationPhase::Running && stalled.is_some_and(|s| s > view.progress_timeout) {
+    let stalled = view
+        .last_progress
+        .map(|at| (view.now - at).to_std().unwrap_or_default());
+    if view.status.phase == MigrationPhase::Running
+        && stalled.is_some_and(|s| s > view.progress_timeout)
+    {
         return Some(MigrationStep::Abort {
             phase: MigrationPhase::Aborted,
-            message: format!("made no progress for {:?}; cancelled", view.progress_timeout),
+            message: format!(
+                "made no progress for {:?}; cancelled",
+                view.progress_timeout
+            ),
         });
     }
     if view.source.is_none() || view.target.is_none() {
@@ -335,7 +342,9 @@ mod tests {
         );
         let mut view = fixture.view();
         view.last_progress = Some(Utc::now() - chrono::Duration::seconds(31));
-        assert!(matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Aborted, message } if message.contains("no progress")));
+        assert!(
+            matches!(plan_migration(&view), MigrationStep::Abort { phase: MigrationPhase::Aborted, message } if message.contains("no progress"))
+        );
         let mut view = fixture.view();
         view.now = Utc::now() + chrono::Duration::seconds(120);
         assert!(matches!(

@@ -84,7 +84,11 @@ impl Controller {
             .map(|(n, _)| n.as_str())
             .or(status.target_node.as_deref());
         let source_report = source.and_then(|(n, _)| self.domain_report(n, &vm));
-        let sent = source_report.as_ref().and_then(|d| d.as_ref()?.migration.as_ref()).filter(|r| r.migration == name).map(|r| r.transferred_bytes);
+        let sent = source_report
+            .as_ref()
+            .and_then(|d| d.as_ref()?.migration.as_ref())
+            .filter(|r| r.migration == name)
+            .map(|r| r.transferred_bytes);
         let last_progress = self.note_progress(name, status.phase, sent);
         let target_report = target_node.and_then(|n| self.domain_report(n, &vm));
         let view = MigrationView {
@@ -96,7 +100,9 @@ impl Controller {
             source_report: source_report.as_ref().map(Option::as_ref),
             target_report: target_report.as_ref().map(Option::as_ref),
             completion_timeout: completion_timeout(memory, per_gib),
-            progress_timeout: Duration::from_secs(u64::from(self.policy().migration.progress_timeout_seconds)),
+            progress_timeout: Duration::from_secs(u64::from(
+                self.policy().migration.progress_timeout_seconds,
+            )),
             last_progress,
             now: Utc::now(),
         };
@@ -113,14 +119,21 @@ impl Controller {
     }
 
     /// Remembers when `name` last sent more bytes; returns that moment (while it runs).
-    fn note_progress(&self, name: &str, phase: MigrationPhase, sent: Option<u64>) -> Option<chrono::DateTime<Utc>> {
+    fn note_progress(
+        &self,
+        name: &str,
+        phase: MigrationPhase,
+        sent: Option<u64>,
+    ) -> Option<chrono::DateTime<Utc>> {
         let mut progress = self.progress.lock().expect("progress lock");
         if phase != MigrationPhase::Running {
             progress.remove(name);
             return None;
         }
         let now = Utc::now();
-        let entry = progress.entry(name.to_owned()).or_insert((sent.unwrap_or(0), now));
+        let entry = progress
+            .entry(name.to_owned())
+            .or_insert((sent.unwrap_or(0), now));
         if sent.is_some_and(|bytes| bytes > entry.0) {
             *entry = (sent.unwrap_or(0), now);
         }
