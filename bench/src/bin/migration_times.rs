@@ -46,7 +46,9 @@ async fn run(flags: &Flags, dir: &Path) -> Result<()> {
     let b = QemuDriver::new(QemuConfig::new(dir.join("b"), localhost)).await?;
     println!("accelerator: {}", a.accel().description());
     for guest in [TestGuest::Idle, TestGuest::Dirty] {
-        let image = guest.write_image(&dir.join(guest.name()).tap_mkdir()?)?;
+        let images = dir.join(guest.name());
+        std::fs::create_dir_all(&images)?;
+        let image = guest.write_image(&images)?;
         let uri = serve_nbd(&image, guest.name())?;
         let mut spec = domain_spec(
             guest.name(),
@@ -58,14 +60,18 @@ async fn run(flags: &Flags, dir: &Path) -> Result<()> {
         tokio::time::sleep(Duration::from_secs(8)).await; // past the BIOS, into the guest's loop
         let (mut totals, mut downtimes) = (Vec::new(), Vec::new());
         for run in 0..flags.runs {
-            let (source, target) = if run % 2 == 0 { (&a, &b) } else { (&b, &a) };
+            let (source, target) = if run.is_multiple_of(2) {
+                (&a, &b)
+            } else {
+                (&b, &a)
+            };
             let (total, downtime) = migrate(source, target, &spec).await?;
             totals.push(total);
             downtimes.push(downtime);
             source.destroy(&spec.name).await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let (source, _) = if flags.runs % 2 == 0 {
+        let (source, _) = if flags.runs.is_multiple_of(2) {
             (&a, &b)
         } else {
             (&b, &a)
@@ -171,7 +177,7 @@ fn serve_nbd(image: &Path, name: &str) -> Result<String> {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
-    if n % 2 == 1 {
+    if !n.is_multiple_of(2) {
         values[n / 2]
     } else {
         (values[n / 2 - 1] + values[n / 2]) / 2.0
@@ -184,15 +190,4 @@ fn min(values: &[f64]) -> f64 {
 
 fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(0.0, f64::max)
-}
-
-trait MkDir {
-    fn tap_mkdir(self) -> std::io::Result<std::path::PathBuf>;
-}
-
-impl MkDir for std::path::PathBuf {
-    fn tap_mkdir(self) -> std::io::Result<std::path::PathBuf> {
-        std::fs::create_dir_all(&self)?;
-        Ok(self)
-    }
 }
