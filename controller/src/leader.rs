@@ -63,6 +63,7 @@ async fn start(
         tasks.spawn(controller.clone().work());
     }
     tasks.spawn(controller.clone().tick_migrations());
+    tasks.spawn(controller.clone().balance_forever());
     for _ in 0..4 {
         tasks.spawn(controller.clone().work_migrations());
     }

@@ -4,6 +4,9 @@
 //! from the shell that feeds it ([`caches`], [`queue`], [`controller`], [`node_lifecycle`],
 //! [`leader`]) and the HTTP endpoints ([`http`], [`metrics`]).
 
+pub mod backtest;
+pub mod balancer;
+pub mod balancing;
 pub mod caches;
 pub mod controller;
 pub mod http;

@@ -97,7 +97,7 @@ async fn vms_run_pause_survive_an_agent_crash_and_go_away_on_delete() -> Result<
                 .map(|d| d.cpu_percent)
         };
         Ok(match (cpu("spin-1"), cpu("idle-1")) {
-            (Some(spin), Some(idle)) if spin > 60.0 && idle < 20.0 => Some(()),
+            (Some(spin), Some(idle)) if spin > 50.0 && idle < 20.0 => Some(()),
             _ => None,
         })
     })

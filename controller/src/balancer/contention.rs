@@ -2,8 +2,16 @@
 //!
 //! The seed called a node hot when its CPUs were above 80% *and* at least one CPU carried
 //! several busy virtual machines; once every busy VM had a CPU to itself it moved nothing more,
-//! even at 100% load. Here that is: **more busy vCPUs than physical CPUs**, where a vCPU is busy
-//! when it *wants* at least [`BUSY_VCPU_PERCENT`] of one physical CPU.
+//! even at 100% load. Here a node is **contended** when either
+//!
+//! - **more busy vCPUs than physical CPUs**: a vCPU is busy when it *wants* at least
+//!   [`BUSY_VCPU_PERCENT`] of one physical CPU, so two busy vCPUs cannot share a CPU without
+//!   one of them waiting; or
+//! - **demand above capacity**: its vCPUs (each capped at one CPU) and the host's own work
+//!   want more than all its CPUs together — some vCPUs wait even though none is busy on its
+//!   own (many light VMs), which is the seed's "every CPU above 80% with several VMs on it".
+//!
+//! Both read zero when every busy VM has a CPU to itself, even at 100% load.
 //!
 //! What a vCPU wants (its demand) is not what it gets when CPUs are shared, so it is estimated
 //! from what the hypervisor reports, best source first:
@@ -77,9 +85,14 @@ pub fn busy_vcpus<'a>(demands: impl IntoIterator<Item = &'a f64>) -> u32 {
     demands.into_iter().filter(|d| is_busy(**d)).count() as u32
 }
 
-/// The seed's contention: more busy vCPUs than physical CPUs.
-pub fn is_contended(busy_vcpus: u32, pcpus: u32) -> bool {
-    busy_vcpus > pcpus
+/// Demand at most this far above capacity still counts as fitting (float sums of shares).
+const CAPACITY_TOLERANCE_PERCENT: f64 = 1e-6;
+
+/// Contention: more busy vCPUs than physical CPUs, or demand above capacity
+/// (`demand_percent`: what the vCPUs, each capped at one CPU, and the host's own work want, in
+/// percent of all its CPUs).
+pub fn is_contended(busy_vcpus: u32, pcpus: u32, demand_percent: f64) -> bool {
+    busy_vcpus > pcpus || demand_percent > 100.0 + CAPACITY_TOLERANCE_PERCENT
 }
 
 #[cfg(test)]
@@ -116,7 +129,7 @@ mod tests {
         let demands = estimate_demands(&[100.0; 4], &vcpus);
         assert_eq!(demands, [100.0; 5]);
         assert_eq!(busy_vcpus(&demands), 5);
-        assert!(is_contended(5, 4));
+        assert!(is_contended(5, 4, 125.0));
         // Sixteen on four: 25% each, four per CPU.
         let crowded: Vec<VcpuUse> = (0..16).map(|i| vcpu("x", i % 4, 25.0)).collect();
         assert_eq!(busy_vcpus(&estimate_demands(&[100.0; 4], &crowded)), 16);
@@ -141,7 +154,17 @@ mod tests {
         let vcpus: Vec<VcpuUse> = (0..4).map(|i| vcpu("x", i, 100.0)).collect();
         let demands = estimate_demands(&[100.0; 4], &vcpus);
         assert_eq!(busy_vcpus(&demands), 4);
-        assert!(!is_contended(4, 4));
+        assert!(!is_contended(4, 4, 100.0));
+    }
+
+    #[test]
+    fn many_light_vcpus_wanting_more_than_the_host_has_are_contention() {
+        // Two CPUs, four vCPUs at 45-90%: one busy, but 225% wanted of 200%.
+        assert!(is_contended(1, 2, 112.5));
+        assert!(
+            !is_contended(1, 2, 100.0),
+            "exactly full is not above capacity"
+        );
     }
 
     #[test]

@@ -21,18 +21,22 @@ pub struct LoadSummary {
     pub demand_percent: f64,
     pub busy_vcpus: u32,
     pub cpus: u32,
-    /// Above the threshold with more busy vCPUs than CPUs.
+    /// Above the threshold with contention (more busy vCPUs than CPUs, or demand above
+    /// capacity).
     pub hot: bool,
 }
 
 impl fmt::Display for LoadSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: u32| if n == 1 { "" } else { "s" };
         write!(
             f,
-            "load {:.0}%, {} busy vCPUs on {} CPUs{}",
+            "load {:.0}%, {} busy vCPU{} on {} CPU{}{}",
             self.load_percent,
             self.busy_vcpus,
+            plural(self.busy_vcpus),
             self.cpus,
+            plural(self.cpus),
             if self.hot { ", hot" } else { "" }
         )
     }
@@ -241,8 +245,14 @@ mod tests {
             ..Default::default()
         };
         refusals.add(&Refusal::RefusesMigrations);
-        refusals.add(&Refusal::WouldBecomeHot { load_percent: 100.0, busy_vcpus: 5 });
-        refusals.add(&Refusal::WouldBecomeHot { load_percent: 90.0, busy_vcpus: 6 });
+        refusals.add(&Refusal::WouldBecomeHot {
+            load_percent: 100.0,
+            busy_vcpus: 5,
+        });
+        refusals.add(&Refusal::WouldBecomeHot {
+            load_percent: 90.0,
+            busy_vcpus: 6,
+        });
         assert_eq!(
             refusals.to_string(),
             "0/3 nodes can take it: 1 refuse migrations, 2 would become hot"

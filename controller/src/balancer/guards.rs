@@ -38,11 +38,19 @@ pub enum Refusal {
     /// A migration of it is under way or already planned.
     Migrating,
     /// The balancer moved it too recently.
-    Cooldown { remaining_seconds: f64 },
+    Cooldown {
+        remaining_seconds: f64,
+    },
     /// Its node already has this many migrations leaving.
-    SourceLimit { migrations: u32, max: u32 },
+    SourceLimit {
+        migrations: u32,
+        max: u32,
+    },
     /// The cluster already has this many migrations.
-    ClusterLimit { migrations: u32, max: u32 },
+    ClusterLimit {
+        migrations: u32,
+        max: u32,
+    },
     /// `seed`: moving it would not relieve its node (it is not busy and the node stays hot).
     NoRelief,
     /// The target is the node it is on.
@@ -52,11 +60,18 @@ pub enum Refusal {
     /// The target fails a placement rule.
     Misfit(Misfit),
     /// It left the target this long ago, within the cooldown.
-    PingPong { left_seconds_ago: f64 },
+    PingPong {
+        left_seconds_ago: f64,
+    },
     /// The target is hot itself.
-    TargetHot { load_percent: f64 },
+    TargetHot {
+        load_percent: f64,
+    },
     /// The target would become hot by taking it.
-    WouldBecomeHot { load_percent: f64, busy_vcpus: u32 },
+    WouldBecomeHot {
+        load_percent: f64,
+        busy_vcpus: u32,
+    },
 }
 
 impl Refusal {
@@ -100,19 +115,34 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Cooldown { remaining_seconds } => {
-                write!(f, "moved too recently ({remaining_seconds:.0} s of cooldown left)")
+                write!(
+                    f,
+                    "moved too recently ({remaining_seconds:.0} s of cooldown left)"
+                )
             }
             Self::SourceLimit { migrations, max } => {
-                write!(f, "{migrations} migrations already leave its node (at most {max})")
+                write!(
+                    f,
+                    "{migrations} migrations already leave its node (at most {max})"
+                )
             }
             Self::ClusterLimit { migrations, max } => {
-                write!(f, "{migrations} migrations already run in the cluster (at most {max})")
+                write!(
+                    f,
+                    "{migrations} migrations already run in the cluster (at most {max})"
+                )
             }
             Self::PingPong { left_seconds_ago } => {
-                write!(f, "it left that node {left_seconds_ago:.0} s ago, within the cooldown")
+                write!(
+                    f,
+                    "it left that node {left_seconds_ago:.0} s ago, within the cooldown"
+                )
             }
             Self::TargetHot { load_percent } => write!(f, "the node is hot ({load_percent:.0}%)"),
-            Self::WouldBecomeHot { load_percent, busy_vcpus } => write!(
+            Self::WouldBecomeHot {
+                load_percent,
+                busy_vcpus,
+            } => write!(
                 f,
                 "the node would become hot ({load_percent:.0}%, {busy_vcpus} busy vCPUs)"
             ),
@@ -182,7 +212,11 @@ pub fn check_ping_pong<'m>(
 
 /// Room under the migration limits for one more migration leaving a node that already has
 /// `outbound`, in a cluster that already has `migrations`.
-pub fn check_limits(outbound: u32, migrations: u32, limits: &MigrationLimits) -> Result<(), Refusal> {
+pub fn check_limits(
+    outbound: u32,
+    migrations: u32,
+    limits: &MigrationLimits,
+) -> Result<(), Refusal> {
     if migrations >= limits.max_in_cluster {
         Err(Refusal::ClusterLimit {
             migrations,
@@ -274,11 +308,16 @@ mod tests {
         let moves = [moved("ferby", 100.0, true), moved("gerby", 500.0, false)];
         assert_eq!(
             check_cooldown(&moves, 600.0, 400.0),
-            Err(Refusal::Cooldown { remaining_seconds: 300.0 })
+            Err(Refusal::Cooldown {
+                remaining_seconds: 300.0
+            })
         );
         assert_eq!(check_cooldown(&moves, 600.0, 700.0), Ok(()));
         assert_eq!(check_cooldown(&[], 600.0, 0.0), Ok(()));
-        assert_eq!(check_cooldown(&[moved("ferby", 0.0, false)], 600.0, 1.0), Ok(()));
+        assert_eq!(
+            check_cooldown(&[moved("ferby", 0.0, false)], 600.0, 1.0),
+            Ok(())
+        );
     }
 
     #[test]
@@ -286,7 +325,9 @@ mod tests {
         let moves = [moved("ferby", 100.0, false)];
         assert_eq!(
             check_ping_pong(&moves, "ferby", 600.0, 400.0),
-            Err(Refusal::PingPong { left_seconds_ago: 300.0 })
+            Err(Refusal::PingPong {
+                left_seconds_ago: 300.0
+            })
         );
         assert_eq!(check_ping_pong(&moves, "gerby", 600.0, 400.0), Ok(()));
         assert_eq!(check_ping_pong(&moves, "ferby", 600.0, 700.0), Ok(()));
@@ -302,11 +343,17 @@ mod tests {
         assert_eq!(check_limits(1, 4, &limits), Ok(()));
         assert_eq!(
             check_limits(2, 4, &limits),
-            Err(Refusal::SourceLimit { migrations: 2, max: 2 })
+            Err(Refusal::SourceLimit {
+                migrations: 2,
+                max: 2
+            })
         );
         assert_eq!(
             check_limits(0, 5, &limits),
-            Err(Refusal::ClusterLimit { migrations: 5, max: 5 })
+            Err(Refusal::ClusterLimit {
+                migrations: 5,
+                max: 5
+            })
         );
     }
 
@@ -318,7 +365,13 @@ mod tests {
         cordoned.node.unschedulable = true;
         let mut full = host("jerby", 4, &[]);
         full.node.used_memory_mib = full.node.memory_mib;
-        let hosts = [host("ferby", 4, &[]), refusing, cordoned, full, host("kerby", 4, &[])];
+        let hosts = [
+            host("ferby", 4, &[]),
+            refusing,
+            cordoned,
+            full,
+            host("kerby", 4, &[]),
+        ];
         let model = ClusterModel::build(&hosts, &[], &[], 80.0);
         let a = vm("a", "ferby", 0.0);
         let verdicts: Vec<_> = model.hosts.iter().map(|h| check_target(&a, h)).collect();
@@ -347,11 +400,16 @@ mod tests {
         assert_eq!(check_projection(&cool, &summary(100.0, 4, false)), Ok(()));
         assert_eq!(
             check_projection(&cool, &summary(100.0, 5, true)),
-            Err(Refusal::WouldBecomeHot { load_percent: 100.0, busy_vcpus: 5 })
+            Err(Refusal::WouldBecomeHot {
+                load_percent: 100.0,
+                busy_vcpus: 5
+            })
         );
         assert_eq!(
             check_projection(&summary(100.0, 5, true), &summary(100.0, 6, true)),
-            Err(Refusal::TargetHot { load_percent: 100.0 })
+            Err(Refusal::TargetHot {
+                load_percent: 100.0
+            })
         );
     }
 }

@@ -128,7 +128,12 @@ pub struct InFlight {
 
 /// A node as the balancer sees it: `node` is the scheduler's view (built as for placement),
 /// `spec` the Node object's spec, `heartbeat` the agent's latest report.
-pub fn host_view(node: NodeView, spec: &NodeSpec, heartbeat: &NodeStatus, overcommit: f64) -> HostView {
+pub fn host_view(
+    node: NodeView,
+    spec: &NodeSpec,
+    heartbeat: &NodeStatus,
+    overcommit: f64,
+) -> HostView {
     let vcpus = heartbeat
         .domains
         .iter()
@@ -289,7 +294,10 @@ mod tests {
         });
         assert_eq!(past_move(&migration), None);
         let flying = in_flight(&migration, 150.0).unwrap();
-        assert_eq!((flying.from.as_str(), flying.to.as_str()), ("ferby", "gerby"));
+        assert_eq!(
+            (flying.from.as_str(), flying.to.as_str()),
+            ("ferby", "gerby")
+        );
         assert_eq!(flying.started_at, 100.0);
         let status = migration.status.as_mut().unwrap();
         status.phase = MigrationPhase::Completed;

@@ -9,7 +9,8 @@
 //! - `load = min(100, (background + Σ min(100, demand)) / cpus)` — what `cpu_load` would report;
 //! - `demand = (background + Σ min(100, demand)) / cpus` — the same uncapped: above 100 when the
 //!   vCPUs want more than the host has;
-//! - busy vCPUs and contention as [`super::contention`] defines them;
+//! - busy vCPUs and contention (more busy vCPUs than CPUs, or `demand > 100`) as
+//!   [`super::contention`] defines them;
 //! - hot: `load > threshold` and contention.
 //!
 //! Demand moves between hosts in *reference* percent (local percent × the host's
@@ -20,7 +21,7 @@
 //! applied as it is planned, so the next decision of the same round sees it.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::contention;
 use super::decision::LoadSummary;
@@ -53,8 +54,16 @@ impl<'a> CpuModel<'a> {
         let reported: f64 = view.cpu_load.iter().sum();
         let mut model = Self {
             cpus: view.pcpus().max(1),
-            speed: if view.cpu_speed > 0.0 { view.cpu_speed } else { 1.0 },
-            background: if view.cpu_load.is_empty() { 0.0 } else { (reported - used).max(0.0) },
+            speed: if view.cpu_speed > 0.0 {
+                view.cpu_speed
+            } else {
+                1.0
+            },
+            background: if view.cpu_load.is_empty() {
+                0.0
+            } else {
+                (reported - used).max(0.0)
+            },
             vms,
             capped: 0.0,
             busy: 0,
@@ -77,7 +86,8 @@ impl<'a> CpuModel<'a> {
             demand_percent,
             busy_vcpus: busy,
             cpus: self.cpus,
-            hot: load_percent > threshold && contention::is_contended(busy, self.cpus),
+            hot: load_percent > threshold
+                && contention::is_contended(busy, self.cpus, demand_percent),
         }
     }
 
@@ -101,7 +111,11 @@ impl<'a> CpuModel<'a> {
         };
         let capped: f64 = list.iter().map(|d| d.min(100.0)).sum();
         let busy = contention::busy_vcpus(list);
-        self.summarise(self.capped - capped, self.busy.saturating_sub(busy), threshold)
+        self.summarise(
+            self.capped - capped,
+            self.busy.saturating_sub(busy),
+            threshold,
+        )
     }
 
     /// `vm`'s vCPU demands in reference percent (empty when the host reports none).
@@ -118,6 +132,18 @@ impl<'a> CpuModel<'a> {
         self.vms
             .iter()
             .any(|(name, list)| *name == vm && contention::busy_vcpus(list) > 0)
+    }
+
+    /// Replaces the demands of the VMs here that have an entry in `demands` (reference
+    /// percent).
+    pub fn replace(&mut self, demands: &BTreeMap<String, Vec<f64>>) {
+        let speed = self.speed;
+        for (name, list) in &mut self.vms {
+            if let Some(reference) = demands.get(*name) {
+                *list = reference.iter().map(|d| d / speed).collect();
+            }
+        }
+        self.refresh();
     }
 
     /// Removes `vm`; returns its demands in reference percent.
@@ -161,7 +187,10 @@ impl ModelHost<'_> {
         if self.node.memory_mib == 0 {
             return 0.0;
         }
-        let used = self.node.used_memory_mib.saturating_sub(self.leaving_memory_mib);
+        let used = self
+            .node
+            .used_memory_mib
+            .saturating_sub(self.leaving_memory_mib);
         used as f64 * 100.0 / self.node.memory_mib as f64
     }
 }
@@ -182,28 +211,40 @@ pub struct ClusterModel<'a> {
 
 impl<'a> ClusterModel<'a> {
     /// The cluster as observed, with the migrations under way applied.
-    pub fn build(hosts: &'a [HostView], vms: &'a [VmView], in_flight: &'a [InFlight], threshold: f64) -> Self {
+    pub fn build(
+        hosts: &'a [HostView],
+        vms: &'a [VmView],
+        in_flight: &'a [InFlight],
+        threshold: f64,
+    ) -> Self {
         let mut views: Vec<&HostView> = hosts.iter().collect();
         views.sort_by(|a, b| a.name().cmp(b.name()));
         let mut sorted_vms: Vec<&VmView> = vms.iter().collect();
         sorted_vms.sort_by(|a, b| a.name.cmp(&b.name));
         let mut model = Self {
-            hosts: views.into_iter().map(|view| ModelHost {
-                view,
-                node: Cow::Borrowed(&view.node),
-                cpu: CpuModel::from_view(view),
-                outbound: 0,
-                leaving_memory_mib: 0,
-                vms: Vec::new(),
-            })
-            .collect(),
+            hosts: views
+                .into_iter()
+                .map(|view| ModelHost {
+                    view,
+                    node: Cow::Borrowed(&view.node),
+                    cpu: CpuModel::from_view(view),
+                    outbound: 0,
+                    leaving_memory_mib: 0,
+                    vms: Vec::new(),
+                })
+                .collect(),
             vms: sorted_vms,
             threshold,
             by_name: HashMap::new(),
             moving: HashSet::new(),
             migrations: 0,
         };
-        model.by_name = model.hosts.iter().enumerate().map(|(i, h)| (h.view.name(), i)).collect();
+        model.by_name = model
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.view.name(), i))
+            .collect();
         for (index, vm) in model.vms.iter().enumerate() {
             if let Some(host) = model.by_name.get(vm.node.as_str()) {
                 model.hosts[*host].vms.push(index);
@@ -218,7 +259,8 @@ impl<'a> ClusterModel<'a> {
     fn apply_in_flight(&mut self, flight: &'a InFlight) {
         self.moving.insert(flight.vm.as_str());
         self.migrations += 1;
-        let (Some(from), Some(to)) = (self.host_index(&flight.from), self.host_index(&flight.to)) else {
+        let (Some(from), Some(to)) = (self.host_index(&flight.from), self.host_index(&flight.to))
+        else {
             return;
         };
         let memory = self.vm(&flight.vm).map_or(0, |vm| vm.memory_mib());
@@ -242,6 +284,25 @@ impl<'a> ClusterModel<'a> {
     /// Whether `vm` is migrating now (under way or planned in this round).
     pub fn is_moving(&self, vm: &str) -> bool {
         self.moving.contains(vm)
+    }
+
+    /// Every VM's vCPU demands where it runs in the model: `(vm, local percent, speed)`;
+    /// local × speed is reference percent.
+    pub fn vm_demands(&self) -> impl Iterator<Item = (&'a str, &[f64], f64)> + '_ {
+        self.hosts.iter().flat_map(|host| {
+            let speed = host.cpu.speed;
+            host.cpu
+                .vms
+                .iter()
+                .map(move |(name, list)| (*name, list.as_slice(), speed))
+        })
+    }
+
+    /// Replaces each VM's demands by these (reference percent), for VMs that have an entry.
+    pub fn smooth(&mut self, demands: &BTreeMap<String, Vec<f64>>) {
+        for host in &mut self.hosts {
+            host.cpu.replace(demands);
+        }
     }
 
     /// Applies a planned move of `vms[vm]` from `hosts[from]` to `hosts[to]`.
@@ -274,12 +335,21 @@ mod tests {
         let five = host(
             "ferby",
             4,
-            &[("a", 0, 50.0), ("e", 0, 50.0), ("b", 1, 100.0), ("c", 2, 100.0), ("d", 3, 100.0)],
+            &[
+                ("a", 0, 50.0),
+                ("e", 0, 50.0),
+                ("b", 1, 100.0),
+                ("c", 2, 100.0),
+                ("d", 3, 100.0),
+            ],
         );
         let model = CpuModel::from_view(&five);
         let now = model.summary(80.0);
         assert!(now.hot);
-        assert_eq!((now.busy_vcpus, now.load_percent, now.demand_percent), (5, 100.0, 125.0));
+        assert_eq!(
+            (now.busy_vcpus, now.load_percent, now.demand_percent),
+            (5, 100.0, 125.0)
+        );
         let after = model.summary_without("e", 80.0);
         assert!(!after.hot, "four busy vCPUs on four CPUs: no contention");
         assert_eq!(after.load_percent, 100.0);
@@ -287,11 +357,24 @@ mod tests {
 
     #[test]
     fn a_target_is_projected_with_the_vm_added() {
-        let four = host("gerby", 4, &[("a", 0, 100.0), ("b", 1, 100.0), ("c", 2, 100.0), ("d", 3, 100.0)]);
+        let four = host(
+            "gerby",
+            4,
+            &[
+                ("a", 0, 100.0),
+                ("b", 1, 100.0),
+                ("c", 2, 100.0),
+                ("d", 3, 100.0),
+            ],
+        );
         let model = CpuModel::from_view(&four);
         assert!(!model.summary(80.0).hot);
         assert!(model.summary_with(&[100.0], 80.0).hot);
-        let three = host("herby", 4, &[("a", 0, 100.0), ("b", 1, 100.0), ("c", 2, 100.0)]);
+        let three = host(
+            "herby",
+            4,
+            &[("a", 0, 100.0), ("b", 1, 100.0), ("c", 2, 100.0)],
+        );
         let projected = CpuModel::from_view(&three).summary_with(&[100.0], 80.0);
         assert_eq!((projected.hot, projected.load_percent), (false, 100.0));
     }
@@ -307,7 +390,11 @@ mod tests {
         let demands = from.take("a");
         assert_eq!(demands, [80.0]);
         to.put("a", &demands);
-        assert_eq!(to.summary(80.0).load_percent, 20.0, "40% of one of two CPUs");
+        assert_eq!(
+            to.summary(80.0).load_percent,
+            20.0,
+            "40% of one of two CPUs"
+        );
         assert_eq!(from.summary(80.0).load_percent, 0.0);
     }
 
@@ -323,7 +410,17 @@ mod tests {
     #[test]
     fn migrations_under_way_count_on_their_target() {
         let hosts = [
-            host("ferby", 4, &[("a", 0, 50.0), ("e", 0, 50.0), ("b", 1, 100.0), ("c", 2, 100.0), ("d", 3, 100.0)]),
+            host(
+                "ferby",
+                4,
+                &[
+                    ("a", 0, 50.0),
+                    ("e", 0, 50.0),
+                    ("b", 1, 100.0),
+                    ("c", 2, 100.0),
+                    ("d", 3, 100.0),
+                ],
+            ),
             host("gerby", 4, &[]),
         ];
         let flying = [InFlight {

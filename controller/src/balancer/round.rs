@@ -63,7 +63,12 @@ impl<'a> Round<'a, '_> {
 
     /// The target guards for `vm` (whose vCPUs want `demands`, reference percent) on
     /// `hosts[target]`: placement, acceptMigrations, ping-pong, projection.
-    pub fn check_target(&self, vm: &VmView, demands: &[f64], target: usize) -> Result<Fit, Refusal> {
+    pub fn check_target(
+        &self,
+        vm: &VmView,
+        demands: &[f64],
+        target: usize,
+    ) -> Result<Fit, Refusal> {
         let host = &self.model.hosts[target];
         guards::check_target(vm, host)?;
         guards::check_ping_pong(self.history(vm), host.name(), self.cooldown(), self.now)?;
@@ -94,7 +99,8 @@ impl<'a> Round<'a, '_> {
         };
         let from_name = from.name().to_owned();
         let to_name = self.model.hosts[fit.host].name().to_owned();
-        self.state.remember(&view.name, &from_name, &to_name, self.now);
+        self.state
+            .remember(&view.name, &from_name, &to_name, self.now);
         self.model.apply_move(vm, source, fit.host);
         self.decision.moves.push(PlannedMove {
             vm: view.name.clone(),

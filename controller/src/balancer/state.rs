@@ -1,6 +1,7 @@
 //! What the balancer remembers between samples (pure): each node's points, the moves it
 //! planned (for the cooldown and ping-pong guards, even before the shell reports them back as
-//! completed migrations), and when it last sampled.
+//! completed migrations), when it last sampled, and (for `score`) each VM's demand summed
+//! since the last round.
 //!
 //! It lives in the leader's memory. After a failover the new leader starts with no points
 //! (a hot node needs a full run of samples again) and relies on the history the shell derives
@@ -21,6 +22,9 @@ pub struct BalancerState {
     planned: BTreeMap<String, Vec<PastMove>>,
     last_sample: Option<f64>,
     samples_since_round: u32,
+    /// Per VM: the sum of each vCPU's demand (reference percent) since the last score round,
+    /// and how many samples it holds.
+    window: BTreeMap<String, (Vec<f64>, u32)>,
 }
 
 impl BalancerState {
@@ -35,7 +39,9 @@ impl BalancerState {
 
     /// Every node's points, by name.
     pub fn nodes(&self) -> impl Iterator<Item = (&str, &NodePoints)> {
-        self.nodes.iter().map(|(name, points)| (name.as_str(), points))
+        self.nodes
+            .iter()
+            .map(|(name, points)| (name.as_str(), points))
     }
 
     /// The moves this balancer planned for `vm` within the last cooldown.
@@ -64,6 +70,34 @@ impl BalancerState {
         due
     }
 
+    /// Adds one sample of a VM's demands — `local` percent × `speed` is reference percent —
+    /// to the round's window.
+    pub(super) fn accumulate(&mut self, vm: &str, local: &[f64], speed: f64) {
+        match self.window.get_mut(vm) {
+            Some((sums, count)) if sums.len() == local.len() => {
+                sums.iter_mut()
+                    .zip(local)
+                    .for_each(|(s, d)| *s += d * speed);
+                *count += 1;
+            }
+            _ => {
+                let sample = local.iter().map(|d| d * speed).collect();
+                self.window.insert(vm.to_owned(), (sample, 1));
+            }
+        }
+    }
+
+    /// Each VM's mean demands over the window, which starts again.
+    pub(super) fn take_means(&mut self) -> BTreeMap<String, Vec<f64>> {
+        std::mem::take(&mut self.window)
+            .into_iter()
+            .map(|(vm, (sums, count))| {
+                let count = f64::from(count.max(1));
+                (vm, sums.into_iter().map(|s| s / count).collect())
+            })
+            .collect()
+    }
+
     /// Counts a sample of `node`; returns whether it is overloaded.
     pub(super) fn record(&mut self, node: &str, sample: PointSample, trigger: u32) -> bool {
         if let Some(points) = self.nodes.get_mut(node) {
@@ -84,12 +118,15 @@ impl BalancerState {
 
     /// Remembers a planned move.
     pub(super) fn remember(&mut self, vm: &str, from: &str, to: &str, at: f64) {
-        self.planned.entry(vm.to_owned()).or_default().push(PastMove {
-            from: from.to_owned(),
-            to: to.to_owned(),
-            at,
-            by_balancer: true,
-        });
+        self.planned
+            .entry(vm.to_owned())
+            .or_default()
+            .push(PastMove {
+                from: from.to_owned(),
+                to: to.to_owned(),
+                at,
+                by_balancer: true,
+            });
     }
 
     /// Forgets planned moves older than `cutoff` and nodes not in `present`.
@@ -126,6 +163,18 @@ mod tests {
             .collect();
         assert_eq!(rounds.iter().filter(|r| **r).count(), 2);
         assert!(rounds[4] && rounds[9]);
+    }
+
+    #[test]
+    fn the_window_averages_each_vcpu_and_starts_again() {
+        let mut state = BalancerState::new();
+        state.accumulate("a", &[100.0, 0.0], 1.0);
+        state.accumulate("b", &[5.0], 2.0);
+        state.accumulate("a", &[50.0, 20.0], 1.0);
+        let means = state.take_means();
+        assert_eq!(means["a"], [75.0, 10.0]);
+        assert_eq!(means["b"], [10.0]);
+        assert!(state.take_means().is_empty());
     }
 
     #[test]

@@ -30,6 +30,9 @@ use super::plan::{DomainAction, plan_domains};
 use super::report::{NodeFacts, heartbeat, materially_differs, vm_status};
 use crate::hypervisor::{DomainInfo, Hypervisor, HypervisorError};
 
+/// A VM's status is written again after this long even when nothing changed here.
+const STATUS_REFRESH: Duration = Duration::from_secs(30);
+
 /// How the agent runs.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -62,8 +65,8 @@ pub struct Agent<H: Hypervisor> {
     lease: Lease,
     /// VMs whose graceful shutdown is under way.
     stopping: Arc<Mutex<HashSet<String>>>,
-    /// The status last written per VM, to write only changes.
-    written: HashMap<String, VirtualMachineStatus>,
+    /// The status last written per VM and when, to write only changes.
+    written: HashMap<String, (VirtualMachineStatus, std::time::Instant)>,
     /// Problems already reported, so each becomes one Event (key: VM and message).
     reported: HashSet<(String, String)>,
     migrations: MigrationTracker,
@@ -314,7 +317,12 @@ impl<H: Hypervisor> Agent<H> {
         let now = Utc::now();
         for (vm, assignment) in assignments {
             let domain = domains.iter().find(|d| &d.name == vm);
-            let last = self.written.get(vm);
+            // Rewritten at least every STATUS_REFRESH, in case another writer changed it.
+            let last = self
+                .written
+                .get(vm)
+                .filter(|(_, at)| at.elapsed() < STATUS_REFRESH)
+                .map(|(s, _)| s);
             let candidate = vm_status(
                 &last.cloned().unwrap_or_default(),
                 &self.config.node,
@@ -327,7 +335,8 @@ impl<H: Hypervisor> Agent<H> {
             }
             match self.write_status(vm, assignment, domain).await {
                 Ok(written) => {
-                    self.written.insert(vm.clone(), written);
+                    self.written
+                        .insert(vm.clone(), (written, std::time::Instant::now()));
                 }
                 Err(error) => warn!(%vm, %error, "cannot write the VM status; retrying next pass"),
             }
@@ -346,6 +355,15 @@ impl<H: Hypervisor> Agent<H> {
             Some(versioned) => (versioned.value, Precondition::Revision(versioned.revision)),
             None => (VirtualMachineStatus::default(), Precondition::Absent),
         };
+        if base
+            .node_name
+            .as_deref()
+            .is_some_and(|node| node != self.config.node)
+        {
+            // The controller moved the VM (a live migration switched it to another node): what
+            // this node still sees of it is the left-over source, not the VM's state.
+            return Ok(base);
+        }
         let status = vm_status(&base, &self.config.node, assignment, domain, Utc::now());
         self.store
             .put_status::<VirtualMachineSpec>(vm, &status, precondition)

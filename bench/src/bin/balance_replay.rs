@@ -1,0 +1,72 @@
+//! Balancer backtest benchmark: replays each day of PlanetLab traces through the production
+//! balancer (`herd_controller::balancer::balance`) on simulated hosts, with no balancing, the
+//! seed policy and the score policy side by side, and prints the table and wall times.
+//!
+//! The setup is Beloglazov & Buyya's CloudSim one (`BacktestConfig::cloudsim`): 800 hosts, half
+//! with 2 × 1860 and half with 2 × 2660 MIPS, VMs of 2500/2000/1000/500 MIPS in turn, placed by
+//! the controller's scheduler. Nothing real is measured but the wall time of the replay.
+//!
+//! `cargo build --release -p herd-bench && target/release/balance-replay`
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use herd_controller::backtest::{BacktestConfig, Sampling, run_backtest};
+
+#[derive(Parser)]
+struct Flags {
+    /// A folder of days, each a folder of trace files (one per VM).
+    #[arg(long, default_value = "../shared/traces/planetlab")]
+    traces: PathBuf,
+    /// Simulated hosts.
+    #[arg(long, default_value_t = 800)]
+    hosts: usize,
+    /// Memory of each host, MiB (CloudSim's is 4096).
+    #[arg(long, default_value_t = 4096)]
+    host_memory_mib: u64,
+    /// Sample at the policy's interval (2 s) instead of once per 5-minute trace step.
+    #[arg(long)]
+    policy_interval: bool,
+}
+
+/// The day folders under `root`, by name.
+fn days(root: &Path) -> Result<Vec<PathBuf>> {
+    let mut days: Vec<PathBuf> = std::fs::read_dir(root)
+        .with_context(|| format!("Cannot read the trace folder {}", root.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_dir())
+        .collect();
+    days.sort();
+    anyhow::ensure!(
+        !days.is_empty(),
+        "{} holds no day folders of traces",
+        root.display()
+    );
+    Ok(days)
+}
+
+fn main() -> Result<()> {
+    let flags = Flags::parse();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("balance-replay: {cores} cores available, one used (the replay is sequential)");
+    for day in days(&flags.traces)? {
+        let mut config = BacktestConfig::cloudsim(&day);
+        config.hosts = flags.hosts;
+        for shape in &mut config.host_shapes {
+            shape.memory_mib = flags.host_memory_mib;
+        }
+        if flags.policy_interval {
+            config.sampling = Sampling::Policy;
+        }
+        let started = Instant::now();
+        let report = run_backtest(&config)?;
+        println!("\n{report}");
+        println!(
+            "whole day, three policies: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
