@@ -3,7 +3,7 @@
 # Idempotent: packages already present are not fetched again.
 set -euo pipefail
 
-packages=(etcd-server etcd-client protobuf-compiler qemu-system-x86 qemu-utils)
+packages=(etcd-server etcd-client protobuf-compiler qemu-system-x86 qemu-utils e2fsprogs openssh-client debootstrap linux-image-cloud-amd64)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -12,3 +12,5 @@ else
   cargo test --workspace --no-fail-fast
 fi
 cargo test --workspace --doc
+# The storage role end to end: a real debootstrapped Debian image booted under QEMU (~4 min).
+bash scripts/storage-e2e.sh

@@ -20,17 +20,18 @@ use crate::balancer::observe::{epoch_seconds, host_view, in_flight, past_move, v
 use crate::balancer::{BalancerState, Decision, HostView, InFlight, PlannedMove, VmView, balance};
 use crate::controller::Controller;
 
-/// How often the loop wakes; the balancer itself counts a sample only every
-/// `sampleIntervalSeconds`.
-const TICK: Duration = Duration::from_millis(250);
-
 impl Controller {
     /// Runs the balancer until the task is dropped.
     pub async fn balance_forever(self: Arc<Self>) {
         let mut state = BalancerState::new();
         loop {
-            tokio::time::sleep(TICK).await;
+            // One sample per interval: building the view costs a pass over every node and VM.
+            let interval = self.policy().balancer.sample_interval_seconds.max(1);
+            tokio::time::sleep(Duration::from_secs(u64::from(interval))).await;
             let policy = self.policy();
+            if !policy.balancer.enabled {
+                continue;
+            }
             let now = epoch_seconds(Utc::now());
             let (hosts, vms, moving) = self.balancer_inputs(now);
             let decision = balance(

@@ -494,6 +494,36 @@ impl Controller {
             .expect("hold lock")
             .remove(name.as_str());
         info!(vm = %name, "deleted after its domain was confirmed gone");
+        self.delete_owned_volumes(vm).await
+    }
+
+    /// Deletes the Volumes the VM owns (`ownerReferences` naming it), now that its domain is
+    /// gone; other volumes stay, as in Kubernetes. The storage role's finalizer then removes
+    /// the backing storage before the Volume object disappears.
+    async fn delete_owned_volumes(&self, vm: &VirtualMachine) -> Result<(), StoreError> {
+        let (volumes, _) = self.store.list::<herd_crds::Volume>().await?;
+        let owned = volumes.iter().filter(|volume| {
+            volume.metadata.owner_references.iter().any(|owner| {
+                owner.kind == VirtualMachine::KIND
+                    && owner.name == vm.metadata.name
+                    && owner
+                        .uid
+                        .as_ref()
+                        .is_none_or(|uid| Some(uid) == vm.metadata.uid.as_ref())
+            })
+        });
+        for volume in owned {
+            match self
+                .store
+                .delete::<herd_crds::Volume>(&volume.metadata.name, Precondition::None)
+                .await
+            {
+                Ok(_) | Err(StoreError::NotFound { .. }) => {
+                    info!(vm = %vm.metadata.name, volume = %volume.metadata.name, "deleted a volume the VM owned");
+                }
+                Err(error) => return Err(error),
+            }
+        }
         Ok(())
     }
 

@@ -190,6 +190,22 @@ async fn vms_are_placed_run_state_flows_and_deletion_waits_for_the_node() -> Res
     })
     .await?;
 
+    // Volumes: the one vm-0 owns goes with it, the other stays.
+    let spec: herd_crds::VolumeSpec = herd_crds::yaml::from_str("sizeMiB: 8")?;
+    let mut owned: herd_crds::Volume = Object::new("vm-0-disk", spec.clone());
+    owned
+        .metadata
+        .owner_references
+        .push(herd_crds::OwnerReference {
+            kind: "VirtualMachine".into(),
+            name: "vm-0".into(),
+            uid: stored.metadata.uid.clone(),
+        });
+    lab.store.create(&owned).await?;
+    lab.store
+        .create(&Object::<herd_crds::VolumeSpec>::new("shared-disk", spec))
+        .await?;
+
     // Deletion: the assignment goes, then the object once the node confirmed.
     lab.store
         .delete::<VirtualMachine>("vm-0", Precondition::None)
@@ -208,6 +224,22 @@ async fn vms_are_placed_run_state_flows_and_deletion_waits_for_the_node() -> Res
             .get_status::<VirtualMachineSpec>("vm-0")
             .await?
             .is_none()
+    );
+    eventually(10, "the owned volume to go", || async {
+        Ok(lab
+            .store
+            .get::<herd_crds::Volume>("vm-0-disk")
+            .await?
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
+    assert!(
+        lab.store
+            .get::<herd_crds::Volume>("shared-disk")
+            .await?
+            .is_some(),
+        "a volume the VM does not own stays"
     );
 
     let metrics = reqwest_like_get(&listen, "/metrics").await?;

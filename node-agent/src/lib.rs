@@ -7,5 +7,6 @@ pub mod agent;
 pub mod hypervisor;
 pub mod qemu;
 pub mod sim;
+pub mod storage;
 pub mod test_guests;
 pub mod xl;

@@ -1,4 +1,5 @@
-//! `herd-agent` binary: flags, logging, the chosen driver, then the agent loop.
+//! `herd-agent` binary: flags, logging, the chosen driver, then the agent loop; with
+//! `--storage` also the storage role (`--storage-only`: the storage role alone).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use clap::{Parser, ValueEnum};
 use herd_agent::agent::{self, AgentConfig};
 use herd_agent::qemu::{QemuConfig, QemuDriver};
 use herd_agent::sim::SimFabric;
+use herd_agent::storage::{self, StorageSettings};
 use herd_agent::xl::{XlDriver, XlSettings};
 use herd_store::Store;
 
@@ -63,6 +65,25 @@ struct Flags {
     /// With --driver sim: memory of each simulated host, in MiB.
     #[arg(long, default_value_t = 16384)]
     sim_memory_mib: u64,
+    /// Also run the storage role: make the Volumes and export them over NBD (this host holds
+    /// the disks).
+    #[arg(long)]
+    storage: bool,
+    /// Run only the storage role: no hypervisor, no VMs.
+    #[arg(long)]
+    storage_only: bool,
+    /// Where the storage role keeps volumes, base images and export records.
+    #[arg(long, default_value = "/var/lib/herd/storage")]
+    storage_dir: PathBuf,
+    /// The LVM volume group of `backend: lvm` volumes (none: lvm volumes fail).
+    #[arg(long)]
+    storage_backend_vg: Option<String>,
+    /// The address NBD exports listen on and their endpoints name (default: --address).
+    #[arg(long)]
+    nbd_address: Option<IpAddr>,
+    /// The Debian mirror debootstrap uses (default: the host's apt sources).
+    #[arg(long)]
+    debian_mirror: Option<String>,
 }
 
 #[tokio::main]
@@ -97,12 +118,41 @@ async fn run() -> anyhow::Result<()> {
     let store = Store::connect(&flags.etcd, &flags.prefix)
         .await
         .context("cannot reach etcd")?;
+    let storage = storage_settings(&flags, &node);
+    if flags.storage_only {
+        return run_storage(store, storage).await;
+    }
     let config = AgentConfig {
         node,
         address: Some(flags.address.to_string()),
         lease_ttl: Duration::from_secs(flags.lease_ttl.max(2)),
         shutdown_timeout: Duration::from_secs(flags.shutdown_timeout),
     };
+    if flags.storage {
+        let vms = run_vms(store.clone(), config, &flags);
+        tokio::try_join!(vms, run_storage(store, storage))?;
+        return Ok(());
+    }
+    run_vms(store, config, &flags).await
+}
+
+/// The storage role's settings from the flags.
+fn storage_settings(flags: &Flags, node: &str) -> StorageSettings {
+    let address = flags.nbd_address.unwrap_or(flags.address);
+    let mut settings = StorageSettings::new(node, &flags.storage_dir, address);
+    settings.volume_group = flags.storage_backend_vg.clone();
+    settings.debian_mirror = flags.debian_mirror.clone();
+    settings
+}
+
+async fn run_storage(store: Store, settings: StorageSettings) -> anyhow::Result<()> {
+    storage::run(store, settings)
+        .await
+        .context("the storage role stopped")
+}
+
+/// Runs the VM agent with the chosen driver.
+async fn run_vms(store: Store, config: AgentConfig, flags: &Flags) -> anyhow::Result<()> {
     let state_dir = |driver: &str| {
         flags
             .state_dir
@@ -123,7 +173,7 @@ async fn run() -> anyhow::Result<()> {
             let driver = XlDriver::probe(settings)?;
             agent::run(store, driver, config).await?;
         }
-        Driver::Sim => run_simulated(store, config, &flags).await?,
+        Driver::Sim => run_simulated(store, config, flags).await?,
     }
     Ok(())
 }

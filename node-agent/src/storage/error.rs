@@ -12,7 +12,7 @@ use crate::xl::runner::RunError;
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{name:?} cannot name a {backend} volume: {why}")]
+    #[error("{name:?} cannot name a volume of the {backend} backend: {why}")]
     InvalidName {
         name: String,
         backend: &'static str,
@@ -50,6 +50,8 @@ pub enum StorageError {
     Io { path: String, source: io::Error },
     #[error(transparent)]
     Command(#[from] RunError),
+    #[error(transparent)]
+    Store(#[from] herd_store::StoreError),
 }
 
 impl StorageError {
@@ -74,6 +76,7 @@ impl StorageError {
             Self::ImageBuild { .. } => "ImageBuildFailed",
             Self::Export { .. } => "ExportFailed",
             Self::Parse { .. } | Self::Io { .. } | Self::Command(_) => "StorageError",
+            Self::Store(_) => "StoreError",
         }
     }
 

@@ -46,7 +46,14 @@ pub fn create_empty(path: &Path, format: VolumeFormat, size_mib: u64) -> Command
     let format = format_name(format);
     CommandLine::new(
         "qemu-img",
-        ["create", "-q", "-f", format, &path_arg(path), &size_arg(size_mib)],
+        [
+            "create",
+            "-q",
+            "-f",
+            format,
+            &path_arg(path),
+            &size_arg(size_mib),
+        ],
     )
 }
 
@@ -55,7 +62,18 @@ pub fn create_overlay(path: &Path, base: &Path, size_mib: u64) -> CommandLine {
     let (path, base) = (path_arg(path), path_arg(base));
     CommandLine::new(
         "qemu-img",
-        ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", &base, &path, &size_arg(size_mib)],
+        [
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            &base,
+            &path,
+            &size_arg(size_mib),
+        ],
     )
 }
 
@@ -63,7 +81,16 @@ pub fn create_overlay(path: &Path, base: &Path, size_mib: u64) -> CommandLine {
 pub fn copy_raw(base: &Path, path: &Path) -> CommandLine {
     CommandLine::new(
         "qemu-img",
-        ["convert", "-q", "-f", "raw", "-O", "raw", &path_arg(base), &path_arg(path)],
+        [
+            "convert",
+            "-q",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            &path_arg(base),
+            &path_arg(path),
+        ],
     )
 }
 
@@ -72,7 +99,14 @@ pub fn resize(path: &Path, format: VolumeFormat, size_mib: u64) -> CommandLine {
     let format = format_name(format);
     CommandLine::new(
         "qemu-img",
-        ["resize", "-q", "-f", format, &path_arg(path), &size_arg(size_mib)],
+        [
+            "resize",
+            "-q",
+            "-f",
+            format,
+            &path_arg(path),
+            &size_arg(size_mib),
+        ],
     )
 }
 
@@ -140,7 +174,8 @@ impl FileBackend {
     }
 
     fn partial(&self, name: &str, format: VolumeFormat) -> PathBuf {
-        self.dir.join(format!("{name}.{}.partial", format_name(format)))
+        self.dir
+            .join(format!("{name}.{}.partial", format_name(format)))
     }
 
     /// The names of every volume file here, complete or not.
@@ -269,7 +304,12 @@ impl Backend for FileBackend {
         self.inspect(name)
             .await?
             .filter(|backing| backing.complete)
-            .ok_or_else(|| StorageError::io(&self.path(name, VolumeFormat::Qcow2), std::io::ErrorKind::NotFound.into()))
+            .ok_or_else(|| {
+                StorageError::io(
+                    &self.path(name, VolumeFormat::Qcow2),
+                    std::io::ErrorKind::NotFound.into(),
+                )
+            })
     }
 
     async fn grow(&self, backing: &Backing, size_mib: u64) -> Result<(), StorageError> {

@@ -2,10 +2,11 @@
 //!
 //! Two kinds:
 //!
-//! - **Shared** by every VM built from one base image: `/etc/fstab` (root and swap by label, the
-//!   root filesystem grown to its volume at boot by `x-systemd.growfs`), `/etc/network/interfaces`
-//!   (DHCP on the first NIC, `eth0`, with predictable interface names off), the sshd drop-in that
-//!   names the one host key, and `/etc/resolv.conf` (filled by DHCP).
+//! - **Shared** by every VM built from one base image: `/etc/fstab` (the root by label, grown to
+//!   its volume at boot by `x-systemd.growfs`), a systemd swap unit for the volume labelled
+//!   `herd-swap`, a unit that reports the end of boot on the console, `/etc/network/interfaces` (DHCP on the first NIC, `eth0`, with predictable
+//!   interface names off), the sshd drop-in that names the one host key, and `/etc/resolv.conf`
+//!   (filled by DHCP).
 //! - **Per VM**, written into fixed-size *slots*: `/etc/hostname`, `/etc/hosts`,
 //!   `/etc/machine-id` and the SSH host key pair. The base image holds a placeholder of each
 //!   slot's exact size; a clone overwrites the placeholder's data block in place (see `patch.rs`),
@@ -122,14 +123,49 @@ pub fn machine_id(random: [u8; 16]) -> String {
     format!("{hex}\n")
 }
 
-/// `/etc/fstab`: root and swap by label; the root grows to its volume at boot.
+/// `/etc/fstab`: the root by label, grown to its volume at boot.
 pub fn fstab() -> String {
     format!(
         "# Written by herd. The root filesystem grows to fill its volume at boot \
-         (x-systemd.growfs);\n# the swap volume is optional (nofail).\n\
-         LABEL={ROOT_LABEL}\t/\text4\terrors=remount-ro,x-systemd.growfs\t0\t1\n\
-         LABEL={SWAP_LABEL}\tnone\tswap\tsw,nofail,x-systemd.device-timeout=10s\t0\t0\n"
+         (x-systemd.growfs).\n# Swap is not here: {SWAP_UNIT} turns on a swap volume when one is attached.\n\
+         LABEL={ROOT_LABEL}\t/\text4\terrors=remount-ro,x-systemd.growfs\t0\t1\n"
     )
+}
+
+/// The systemd swap unit for the volume labelled [`SWAP_LABEL`] (its name is its path, escaped).
+pub const SWAP_UNIT: &str = "dev-disk-by\\x2dlabel-herd\\x2dswap.swap";
+
+/// `/etc/systemd/system/<SWAP_UNIT>`. It is wanted by the device (a symlink in
+/// `<device unit>.wants/`), so swap goes on when the disk shows up, and a VM without a swap
+/// volume waits for nothing — unlike an fstab line, which would hold the boot for the device
+/// timeout.
+pub fn swap_unit() -> String {
+    format!(
+        "# Written by herd: swap on the volume labelled {SWAP_LABEL}, when it is attached.\n\
+         [Unit]\nDescription=herd swap volume\n\n[Swap]\nWhat=/dev/disk/by-label/{SWAP_LABEL}\n"
+    )
+}
+
+/// Where the symlink that makes the swap device want [`SWAP_UNIT`] goes.
+pub fn swap_unit_wants_link() -> String {
+    let device = SWAP_UNIT.replace(".swap", ".device");
+    format!("etc/systemd/system/{device}.wants/{SWAP_UNIT}")
+}
+
+/// The unit that reports on the console that the guest finished booting.
+pub const BOOT_DONE_UNIT: &str = "herd-boot-done.service";
+
+/// `/etc/systemd/system/herd-boot-done.service`: once `multi-user.target` is reached, prints
+/// `herd: <hostname> reached multi-user.target` on the console. systemd stops printing its own
+/// status there once a getty starts on it, which under a slow CPU can be before the target is
+/// reached, so this is what an operator (or a test) reading the serial log can rely on.
+pub fn boot_done_unit() -> String {
+    "# Written by herd: says on the console that the guest finished booting.\n\
+     [Unit]\nDescription=Report the end of boot on the console\nAfter=multi-user.target\n\n\
+     [Service]\nType=oneshot\nExecStart=/bin/echo \"herd: %H reached multi-user.target\"\n\
+     StandardOutput=tty\nTTYPath=/dev/console\n\n\
+     [Install]\nWantedBy=multi-user.target\n"
+        .to_owned()
 }
 
 /// `/etc/network/interfaces`: DHCP on the first NIC (`eth0` once predictable names are off).
@@ -144,7 +180,9 @@ pub fn interfaces() -> String {
 
 /// `/etc/ssh/sshd_config.d/herd.conf`: the per-VM ed25519 key is the only host key.
 pub fn sshd_host_key_conf() -> String {
-    format!("# Written by herd: each VM gets its own host key when its volume is made.\nHostKey /{SSH_HOST_KEY}\n")
+    format!(
+        "# Written by herd: each VM gets its own host key when its volume is made.\nHostKey /{SSH_HOST_KEY}\n"
+    )
 }
 
 /// `/etc/resolv.conf` of the image (debootstrap leaves the build host's).
@@ -204,9 +242,21 @@ mod tests {
     #[test]
     fn fstab_and_network_name_what_the_builder_makes() {
         let fstab = fstab();
-        assert!(fstab.contains("LABEL=herd-root\t/\text4\terrors=remount-ro,x-systemd.growfs\t0\t1"));
-        assert!(fstab.contains("LABEL=herd-swap\tnone\tswap\tsw,nofail"));
+        assert!(
+            fstab.contains("LABEL=herd-root\t/\text4\terrors=remount-ro,x-systemd.growfs\t0\t1")
+        );
+        assert!(!fstab.contains("swap\t"), "{fstab}");
+        assert_eq!(SWAP_UNIT, r"dev-disk-by\x2dlabel-herd\x2dswap.swap");
+        assert!(swap_unit().contains("What=/dev/disk/by-label/herd-swap\n"));
+        assert_eq!(
+            swap_unit_wants_link(),
+            r"etc/systemd/system/dev-disk-by\x2dlabel-herd\x2dswap.device.wants/dev-disk-by\x2dlabel-herd\x2dswap.swap"
+        );
         assert!(interfaces().contains("allow-hotplug eth0\niface eth0 inet dhcp\n"));
+        assert!(
+            boot_done_unit()
+                .contains("ExecStart=/bin/echo \"herd: %H reached multi-user.target\"\n")
+        );
         assert!(sshd_host_key_conf().contains("HostKey /etc/ssh/ssh_host_ed25519_key\n"));
     }
 }

@@ -62,8 +62,18 @@ pub fn lvcreate(vg: &str, name: &str, size_mib: u64) -> CommandLine {
     CommandLine::new(
         "lvcreate",
         [
-            "--yes", "--wipesignatures", "y", "-L", &size, "-n", name, "--addtag", TAG,
-            "--addtag", INCOMPLETE_TAG, vg,
+            "--yes",
+            "--wipesignatures",
+            "y",
+            "-L",
+            &size,
+            "-n",
+            name,
+            "--addtag",
+            TAG,
+            "--addtag",
+            INCOMPLETE_TAG,
+            vg,
         ],
     )
 }
@@ -91,8 +101,14 @@ pub fn lvs(vg: &str) -> CommandLine {
     CommandLine::new(
         "lvs",
         [
-            "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
-            "lv_name,vg_name,lv_size,lv_tags,lv_path", vg,
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "lv_name,vg_name,lv_size,lv_tags,lv_path",
+            vg,
         ],
     )
 }
@@ -102,8 +118,14 @@ pub fn vgs(vg: &str) -> CommandLine {
     CommandLine::new(
         "vgs",
         [
-            "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
-            "vg_name,vg_size,vg_free,vg_extent_size", vg,
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_name,vg_size,vg_free,vg_extent_size",
+            vg,
         ],
     )
 }
@@ -113,7 +135,9 @@ pub fn copy_onto(base: &std::path::Path, device: &std::path::Path) -> CommandLin
     let (base, device) = (base.display().to_string(), device.display().to_string());
     CommandLine::new(
         "qemu-img",
-        ["convert", "-n", "-q", "-f", "raw", "-O", "raw", &base, &device],
+        [
+            "convert", "-n", "-q", "-f", "raw", "-O", "raw", &base, &device,
+        ],
     )
 }
 
@@ -241,7 +265,9 @@ impl LvmBackend {
             && vg != "."
             && vg != ".."
             && !vg.starts_with('-')
-            && vg.bytes().all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b));
+            && vg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+_.-".contains(&b));
         if !valid {
             return Err(StorageError::BackendUnavailable {
                 backend: "lvm",
@@ -304,13 +330,18 @@ impl Backend for LvmBackend {
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<Backing>, StorageError> {
-        Ok(self.list().await?.into_iter().find(|lv| lv.name == name).map(|lv| Backing {
-            backend: VolumeBackend::Lvm,
-            path: self.path(name),
-            format: VolumeFormat::Raw,
-            size_bytes: lv.size_bytes,
-            complete: !lv.tags.iter().any(|t| t == INCOMPLETE_TAG),
-        }))
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .find(|lv| lv.name == name)
+            .map(|lv| Backing {
+                backend: VolumeBackend::Lvm,
+                path: self.path(name),
+                format: VolumeFormat::Raw,
+                size_bytes: lv.size_bytes,
+                complete: !lv.tags.iter().any(|t| t == INCOMPLETE_TAG),
+            }))
     }
 
     async fn prepare(
@@ -326,7 +357,9 @@ impl Backend for LvmBackend {
                 "the lvm backend holds raw volumes only".into(),
             ));
         }
-        self.runner.run(&lvcreate(&self.vg, name, size_mib), QUICK).await?;
+        self.runner
+            .run(&lvcreate(&self.vg, name, size_mib), QUICK)
+            .await?;
         let path = self.path(name);
         if let Source::Base(base) = source
             && let Err(error) = self.runner.run(&copy_onto(base, &path), COPY).await
@@ -338,11 +371,15 @@ impl Backend for LvmBackend {
     }
 
     async fn commit(&self, name: &str) -> Result<Backing, StorageError> {
-        self.runner.run(&lvchange_complete(&self.vg, name), QUICK).await?;
-        self.inspect(name).await?.ok_or_else(|| StorageError::Parse {
-            what: "lvs".into(),
-            message: format!("{name} is missing after lvchange"),
-        })
+        self.runner
+            .run(&lvchange_complete(&self.vg, name), QUICK)
+            .await?;
+        self.inspect(name)
+            .await?
+            .ok_or_else(|| StorageError::Parse {
+                what: "lvs".into(),
+                message: format!("{name} is missing after lvchange"),
+            })
     }
 
     async fn grow(&self, backing: &Backing, size_mib: u64) -> Result<(), StorageError> {
@@ -351,8 +388,11 @@ impl Backend for LvmBackend {
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        self.check_space(size_mib.saturating_sub(backing.size_mib())).await?;
-        self.runner.run(&lvextend(&self.vg, name, size_mib), QUICK).await?;
+        self.check_space(size_mib.saturating_sub(backing.size_mib()))
+            .await?;
+        self.runner
+            .run(&lvextend(&self.vg, name, size_mib), QUICK)
+            .await?;
         Ok(())
     }
 
@@ -386,7 +426,11 @@ mod tests {
                 path: "/dev/herd/small-1-disk".into(),
             }
         );
-        assert_eq!(lvs[0].tags, Vec::<String>::new(), "an untagged LV is not ours");
+        assert_eq!(
+            lvs[0].tags,
+            Vec::<String>::new(),
+            "an untagged LV is not ours"
+        );
         assert_eq!(lvs[2].size_bytes, 100 * MIB);
         assert!(parse_lvs(LVS_NO_VG).unwrap().is_empty());
         assert!(parse_lvs("  Volume group \"x\" not found").is_err());

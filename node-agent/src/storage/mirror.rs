@@ -128,7 +128,10 @@ deb [arch=amd64 signed-by=/k.gpg] http://ftp.de.debian.org/debian bookworm main 
             mirror_in_one_line(text).as_deref(),
             Some("http://ftp.de.debian.org/debian")
         );
-        assert_eq!(mirror_in_one_line("deb http://a/debian bookworm-updates main"), None);
+        assert_eq!(
+            mirror_in_one_line("deb http://a/debian bookworm-updates main"),
+            None
+        );
         assert_eq!(
             mirror_in_one_line("deb [trusted=yes] http://b/debian bookworm main").as_deref(),
             Some("http://b/debian")
@@ -147,12 +150,20 @@ deb [arch=amd64 signed-by=/k.gpg] http://ftp.de.debian.org/debian bookworm main 
     fn the_host_configuration_is_read_from_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("sources.list.d")).unwrap();
-        std::fs::write(dir.path().join("sources.list.d/debian.sources"), DEBIAN_SOURCES).unwrap();
+        std::fs::write(
+            dir.path().join("sources.list.d/debian.sources"),
+            DEBIAN_SOURCES,
+        )
+        .unwrap();
         assert_eq!(
             host_mirror(dir.path()).as_deref(),
             Some("http://deb.debian.org/debian")
         );
-        std::fs::write(dir.path().join("sources.list"), "deb http://x/debian trixie main\n").unwrap();
+        std::fs::write(
+            dir.path().join("sources.list"),
+            "deb http://x/debian trixie main\n",
+        )
+        .unwrap();
         assert_eq!(host_mirror(dir.path()).as_deref(), Some("http://x/debian"));
     }
 }
