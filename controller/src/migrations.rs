@@ -262,6 +262,11 @@ impl Controller {
         let checked = self.check_start(migration, &sides);
         let (source, current, target) = match checked {
             Ok(ready) => ready,
+            Err(Refusal::Started) => {
+                self.migration_queue
+                    .add_after(name, Duration::from_millis(100));
+                return Ok(());
+            }
             Err(Refusal::Wait(message)) => {
                 if status.message != message {
                     status.message = message;
@@ -380,7 +385,10 @@ impl Controller {
             )));
         }
         if let Some((target, _)) = &sides.target {
-            return Ok((source, current, target.clone())); // a retry after a failed write
+            // The start was written; the cache has not shown its status yet. Starting again
+            // would count it twice against the limits.
+            let _ = target;
+            return Err(Refusal::Started);
         }
         self.within_limits(&migration.metadata.name, &source)?;
         let target = self
@@ -648,6 +656,8 @@ struct Sides {
 
 /// Why a pending migration does not start now.
 enum Refusal {
+    /// It has started already (its target assignment exists); its status is on its way.
+    Started,
     /// Not now (limits): stays Pending.
     Wait(String),
     /// Never: the migration fails.
