@@ -3,7 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use herd_crds::assignment::Assignment;
 use herd_crds::condition::{ConditionStatus, find_condition};
 use herd_crds::node::NodeSpec;
@@ -13,7 +13,7 @@ use herd_store::codec::decode_value;
 use herd_store::txn::Precondition;
 use herd_store::{Store, Versioned};
 use herd_tests::hollow::{HollowNode, start_fleet};
-use herd_tests::{EtcdServer, unique_prefix};
+use herd_tests::{EtcdServer, eventually, unique_prefix};
 use tokio::task::JoinSet;
 
 /// A controller process, killed (SIGKILL) when dropped.
@@ -58,24 +58,6 @@ fn vm(name: &str, memory: u64) -> VirtualMachine {
     let spec: VirtualMachineSpec =
         herd_crds::yaml::from_str(&format!("memoryMiB: {memory}")).unwrap();
     Object::new(name, spec)
-}
-
-/// Polls `check` every 100 ms until it returns `Some`, for at most `seconds`.
-async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {seconds} s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Every assignment as (node, vm).

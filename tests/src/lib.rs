@@ -8,6 +8,10 @@
 pub mod binaries;
 pub mod etcd;
 pub mod hollow;
+pub mod nbd;
+pub mod poll;
 
 pub use binaries::binary;
 pub use etcd::{EtcdServer, etcdctl, unique_prefix};
+pub use nbd::serve_nbd;
+pub use poll::eventually;

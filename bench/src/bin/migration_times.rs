@@ -12,12 +12,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
 use herd_agent::hypervisor::{Hypervisor, MigrationParams, MigrationProgress};
 use herd_agent::qemu::{QemuConfig, QemuDriver};
 use herd_agent::test_guests::{TestGuest, domain_spec};
 use herd_crds::assignment::DiskSource;
+use herd_tests::serve_nbd;
 
 #[derive(Parser)]
 struct Flags {
@@ -149,29 +150,6 @@ async fn wait_running(target: &QemuDriver, name: &str) -> Result<()> {
         "the target never ran: {states:?} / {:?}",
         target.qemu_status(name).await
     )
-}
-
-fn serve_nbd(image: &Path, name: &str) -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let status = Command::new("qemu-nbd")
-        .args([
-            "--fork",
-            "--persistent",
-            "--shared=8",
-            "--format=raw",
-            "--bind=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--export-name={name}"))
-        .arg(image)
-        .status()
-        .context("qemu-nbd (Debian qemu-utils)")?;
-    if !status.success() {
-        bail!("qemu-nbd failed");
-    }
-    Ok(format!("nbd://127.0.0.1:{port}/{name}"))
 }
 
 fn median(values: &mut [f64]) -> f64 {

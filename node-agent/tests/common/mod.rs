@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use herd_crds::virtual_machine::VmState;
@@ -14,6 +13,11 @@ use herd_crds::{NodeStatus, VirtualMachineSpec, VirtualMachineStatus};
 use herd_store::Store;
 use herd_store::codec::decode_value;
 use herd_tests::{EtcdServer, binary};
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of this module"
+)]
+pub use herd_tests::{eventually, serve_nbd};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// A child process killed with SIGKILL when dropped.
@@ -122,24 +126,6 @@ pub fn is_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Polls `check` every 100 ms until it returns `Some`, for at most `seconds`.
-pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Option<T>>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    loop {
-        if let Some(value) = check().await? {
-            return Ok(value);
-        }
-        if tokio::time::Instant::now() > deadline {
-            bail!("timed out after {seconds} s waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 pub async fn status_in(
     store: &Store,
     vm: &str,
@@ -180,30 +166,6 @@ pub fn pid_of(status: &VirtualMachineStatus) -> Result<u32> {
         .context("no domain id")?
         .parse()
         .context("domain id is a pid")
-}
-
-/// `qemu-nbd` serving `image` read-only-safe and shared as export `name`; returns the URI.
-pub fn serve_nbd(image: &Path, name: &str) -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let status = Command::new("qemu-nbd")
-        .args([
-            "--fork",
-            "--persistent",
-            "--shared=16",
-            "--format=raw",
-            "--bind=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--export-name={name}"))
-        .arg(image)
-        .status()
-        .context("cannot run qemu-nbd: install Debian's qemu-utils")?;
-    if !status.success() {
-        bail!("qemu-nbd failed: {status}");
-    }
-    Ok(format!("nbd://127.0.0.1:{port}/{name}"))
 }
 
 /// Reads the 32-bit word at guest physical `address` through the operators' QMP socket
