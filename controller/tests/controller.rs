@@ -92,7 +92,7 @@ async fn lab(nodes: &[(&str, u32, u64)]) -> Result<Lab> {
         .map(|(name, cpus, memory)| HollowNode::new(name, *cpus, *memory))
         .collect();
     // One lease for the fleet, renewed by the test; dropping `hollow` stops the renewal too.
-    let lease = store.grant_lease(Duration::from_secs(2)).await?;
+    let lease = store.grant_lease(Duration::from_secs(6)).await?;
     start_fleet(
         &store,
         fleet,
@@ -308,7 +308,7 @@ async fn a_silent_node_becomes_not_ready_and_its_vms_unknown() -> Result<()> {
     .await?;
 
     lab.hollow.shutdown().await; // the agent dies: its lease runs out
-    eventually(15, "ferby NotReady", || async {
+    eventually(25, "ferby NotReady", || async {
         let status = lab
             .store
             .get_status::<NodeSpec>("ferby")
