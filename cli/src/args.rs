@@ -82,6 +82,10 @@ pub struct UpArgs {
     /// qemu (real guests) or sim (simulated hosts); default qemu when QEMU is installed.
     #[arg(long, value_enum)]
     pub driver: Option<crate::lab::plan::LabDriver>,
+    /// Run each agent in a network namespace of its own, joined by a bridge, so migrations
+    /// cross a network link (QEMU driver; needs root).
+    #[arg(long)]
+    pub netns: bool,
     /// Where the lab keeps its data and logs (default $HERD_LAB or ~/.local/state/herd/lab).
     #[arg(long)]
     pub dir: Option<PathBuf>,

@@ -91,6 +91,7 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
                 dir,
                 nodes: args.nodes,
                 driver: args.driver,
+                netns: args.netns,
             })
             .await
         }

@@ -1,8 +1,9 @@
 //! The quickstart end to end: `herdctl up --driver sim` starts a lab of separate processes,
 //! the seed's demo makes ferby ask for help and one VM move to herby, and `herdctl down`
-//! leaves no process of the lab running.
+//! leaves no process of the lab running. On the way, every command of the README's tour runs
+//! against the lab, as the README shows it, and does what its comment there says.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -132,9 +133,169 @@ fn up_runs_the_seed_demo_to_one_migration_and_down_leaves_nothing_running() {
         "still exactly one migration: {later}"
     );
 
-    let down = herdctl(root, &["down"]);
-    assert!(down.status.success(), "{}", text(&down));
+    run_the_readme_tour(root);
     std::thread::sleep(Duration::from_millis(500));
     let left = processes_mentioning(&root.display().to_string());
     assert!(left.is_empty(), "processes of the lab still run: {left:#?}");
+}
+
+/// The commands of the README's "A short tour" block, without their comments, in order.
+fn readme_tour() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let tour = readme
+        .split("## A short tour")
+        .nth(1)
+        .expect("the README has a tour");
+    let block = tour
+        .split("```sh")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the tour shows its commands in a sh block");
+    block
+        .lines()
+        .map(|line| line.split(" #").next().unwrap_or("").trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .collect()
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs each tour command against the lab (from the repository, as a reader would) and
+/// checks what its comment in the README promises. A command this test does not know fails
+/// it: the README shows nothing that is not tested.
+fn run_the_readme_tour(root: &Path) {
+    let tour = readme_tour();
+    assert!(tour.len() >= 8, "{tour:?}");
+    assert_eq!(tour.last().map(String::as_str), Some("herdctl down"));
+    for command in &tour {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(
+            words[0], "herdctl",
+            "the tour shows herdctl commands: {command}"
+        );
+        let args = &words[1..];
+        let run = || {
+            let output = herdctl_in(root, &repo(), args);
+            assert!(output.status.success(), "{command}: {}", text(&output));
+            text(&output)
+        };
+        match args {
+            ["get", "nodes"] => {
+                let nodes = run();
+                for node in ["ferby", "gerby", "herby"] {
+                    assert!(nodes.contains(node), "{command}: {nodes}");
+                }
+            }
+            ["get", "vms", "-w"] => {
+                let streamed = watch_for(root, args, Duration::from_secs(3));
+                assert!(
+                    streamed.contains("NAME") && streamed.contains("busy-1"),
+                    "{streamed}"
+                );
+            }
+            ["get", "events"] => assert!(run().contains("RequestHelp"), "{command}"),
+            ["describe", "vm", name] => {
+                let described = run();
+                assert!(described.contains(name), "{described}");
+                assert!(described.contains("Events"), "{described}");
+            }
+            ["get", "vm", name, "-o", "yaml"] => {
+                let yaml = run();
+                let file = root.join(format!("{name}.yaml"));
+                std::fs::write(&file, yaml).unwrap();
+                let again = herdctl(root, &["apply", "-f", file.to_str().unwrap()]);
+                assert!(
+                    text(&again).contains("unchanged"),
+                    "get -o yaml round-trips through apply: {}",
+                    text(&again)
+                );
+            }
+            ["migrate", vm, "--to", node] => {
+                run();
+                wait_until(root, &format!("{vm} runs on {node}"), || {
+                    let vms = text(&herdctl(root, &["get", "vms"]));
+                    vms.lines().any(|l| {
+                        l.starts_with(&format!("{vm} ")) && l.contains(&format!(" {node} "))
+                    })
+                });
+            }
+            ["drain", node] => {
+                run();
+                wait_until(root, &format!("{node} drained"), || {
+                    let vms = text(&herdctl(root, &["get", "vms"]));
+                    !vms.contains(&format!(" {node} "))
+                });
+                let nodes = text(&herdctl(root, &["get", "node", node, "-o", "yaml"]));
+                assert!(
+                    nodes.contains("unschedulable: true"),
+                    "drain cordons: {nodes}"
+                );
+            }
+            ["uncordon", node] => {
+                run();
+                let nodes = text(&herdctl(root, &["get", "node", node, "-o", "yaml"]));
+                assert!(!nodes.contains("unschedulable: true"), "{nodes}");
+            }
+            ["apply", "-f", folder] => {
+                let applied = run();
+                assert!(
+                    repo().join(folder).is_dir() && applied.lines().count() >= 3,
+                    "{command}: {applied}"
+                );
+            }
+            ["down"] => {
+                let down = run();
+                assert!(down.contains("Stopped the lab"), "{down}");
+            }
+            _ => panic!("the README's tour shows `{command}`, which this test does not check"),
+        }
+    }
+}
+
+/// `herdctl` run from `dir`, as the README's reader runs it from the repository.
+fn herdctl_in(root: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .args(args)
+        .current_dir(dir)
+        .env("HERD_LAB", root.join("lab"))
+        .env("HERD_CONTEXT", root.join("context.yaml"))
+        .env_remove("HERD_ETCD_ENDPOINTS")
+        .env_remove("HERD_PREFIX")
+        .output()
+        .expect("herdctl runs")
+}
+
+/// What a streaming `herdctl` command printed in `period`, after which it is stopped.
+fn watch_for(root: &Path, args: &[&str], period: Duration) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+        .args(args)
+        .env("HERD_LAB", root.join("lab"))
+        .env("HERD_CONTEXT", root.join("context.yaml"))
+        .env_remove("HERD_ETCD_ENDPOINTS")
+        .env_remove("HERD_PREFIX")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("herdctl runs");
+    std::thread::sleep(period);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a watch keeps running until stopped"
+    );
+    child.kill().unwrap();
+    text(&child.wait_with_output().unwrap())
+}
+
+fn wait_until(root: &Path, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} within 60 s: {}",
+            text(&herdctl(root, &["get", "vms"]))
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

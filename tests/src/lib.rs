@@ -13,5 +13,5 @@ pub mod poll;
 
 pub use binaries::binary;
 pub use etcd::{EtcdServer, etcdctl, unique_prefix};
-pub use nbd::serve_nbd;
+pub use nbd::{serve_nbd, serve_nbd_on};
 pub use poll::eventually;

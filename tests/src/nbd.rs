@@ -1,5 +1,6 @@
 //! A `qemu-nbd` export of an image, for tests and benchmarks that need shared disks.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -9,17 +10,17 @@ use anyhow::{Context, Result, bail};
 /// clients and persistent; returns its `nbd://` URI. `qemu-nbd --fork` returns once it listens;
 /// the caller kills it (its command line names the image).
 pub fn serve_nbd(image: &Path, name: &str) -> Result<String> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+    serve_nbd_on(image, name, IpAddr::from([127, 0, 0, 1]))
+}
+
+/// [`serve_nbd`] on `address` (a local address: a lab bridge's, for clients in namespaces).
+pub fn serve_nbd_on(image: &Path, name: &str, address: IpAddr) -> Result<String> {
+    let port = std::net::TcpListener::bind((address, 0))?
         .local_addr()?
         .port();
     let status = Command::new("qemu-nbd")
-        .args([
-            "--fork",
-            "--persistent",
-            "--shared=16",
-            "--format=raw",
-            "--bind=127.0.0.1",
-        ])
+        .args(["--fork", "--persistent", "--shared=16", "--format=raw"])
+        .arg(format!("--bind={address}"))
         .arg(format!("--port={port}"))
         .arg(format!("--export-name={name}"))
         .arg(image)
@@ -28,5 +29,5 @@ pub fn serve_nbd(image: &Path, name: &str) -> Result<String> {
     if !status.success() {
         bail!("qemu-nbd failed: {status}");
     }
-    Ok(format!("nbd://127.0.0.1:{port}/{name}"))
+    Ok(format!("nbd://{address}:{port}/{name}"))
 }

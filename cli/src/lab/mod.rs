@@ -7,7 +7,12 @@
 //! `down` stops everything the lab started — by the pids it recorded, plus the QEMU guests
 //! (daemonized on purpose so they survive their agent) whose command line names the lab
 //! directory — and `--purge` removes the lab's data.
+//!
+//! With `--netns` (QEMU driver, root only) every agent runs in a network namespace of its own,
+//! joined to this machine by a bridge ([`network`]): migrations then cross a real link between
+//! hosts instead of loopback. `down` removes the namespaces and the bridge.
 
+pub mod network;
 pub mod plan;
 pub mod state;
 
@@ -19,6 +24,7 @@ use herd_store::Store;
 
 use crate::context::{Context, context_path};
 use crate::failure::Failure;
+use network::LabNetwork;
 use plan::{LabDriver, LabProcess, Ports};
 use state::{LabState, is_alive};
 
@@ -27,6 +33,8 @@ pub struct UpOptions {
     pub dir: PathBuf,
     pub nodes: usize,
     pub driver: Option<LabDriver>,
+    /// Each agent in its own network namespace.
+    pub netns: bool,
 }
 
 /// The lab directory: `$HERD_LAB`, else `~/.local/state/herd/lab`.
@@ -54,6 +62,9 @@ pub async fn up(options: UpOptions) -> Result<(), Failure> {
     let nodes = plan::node_names(options.nodes)?;
     let (driver, why) =
         plan::choose_driver(options.driver, find_on_path("qemu-system-x86_64").is_some());
+    if options.netns {
+        check_netns(driver)?;
+    }
     println!(
         "Starting a lab of {} nodes with the {driver:?} driver ({why}) in {}",
         nodes.len(),
@@ -73,6 +84,7 @@ pub async fn up(options: UpOptions) -> Result<(), Failure> {
         nodes: nodes.clone(),
         ports: ports.clone(),
         processes: Vec::new(),
+        network: options.netns.then(|| network::plan(&options.dir, &nodes)),
     };
     let result = start_all(&options.dir, &mut lab).await;
     lab.save(&options.dir)?;
@@ -85,10 +97,75 @@ pub async fn up(options: UpOptions) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `--netns` needs the QEMU driver (the simulator runs every node in one process), root, and
+/// iproute2's `ip`.
+fn check_netns(driver: LabDriver) -> Result<(), Failure> {
+    if driver != LabDriver::Qemu {
+        return Err(Failure::new(
+            "--netns needs --driver qemu: the simulator runs every node in one process, so there \
+             is no agent to put in a namespace",
+        ));
+    }
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::new(
+            "--netns creates network namespaces and a bridge, which needs root: run it as root, \
+             or without --netns to run the lab on loopback ports",
+        ));
+    }
+    if find_on_path("ip").is_none() {
+        return Err(Failure::new(
+            "--netns needs the ip command: apt-get install iproute2",
+        ));
+    }
+    Ok(())
+}
+
+/// Builds the lab network, removing first what a lab of the same name left behind.
+fn build_network(network: &LabNetwork) -> Result<(), Failure> {
+    remove_network(network);
+    for command in network.setup_commands() {
+        let output = Command::new("ip")
+            .args(&command)
+            .output()
+            .map_err(|e| Failure::new(format!("cannot run ip: {e}")))?;
+        if !output.status.success() {
+            return Err(Failure::new(format!(
+                "ip {} failed: {}",
+                command.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the lab network; parts already gone are skipped.
+fn remove_network(network: &LabNetwork) {
+    for command in network.teardown_commands() {
+        let _ = Command::new("ip")
+            .args(&command)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 async fn start_all(dir: &Path, lab: &mut LabState) -> Result<(), Failure> {
     let etcd = find_on_path("etcd")
         .ok_or_else(|| Failure::new("etcd is not installed: apt-get install etcd-server"))?;
-    spawn(dir, &plan::etcd(&etcd, dir, &lab.ports), lab)?;
+    if let Some(network) = &lab.network {
+        build_network(network)?;
+        println!(
+            "Built the lab network: bridge {} ({}/24); each node in its own namespace",
+            network.bridge, network.host_address
+        );
+    }
+    spawn(
+        dir,
+        &plan::etcd(&etcd, dir, &lab.ports, lab.network.as_ref()),
+        lab,
+    )?;
     let store = wait_for_etcd(&lab.ports.endpoint()).await?;
     spawn(
         dir,
@@ -101,6 +178,7 @@ async fn start_all(dir: &Path, lab: &mut LabState) -> Result<(), Failure> {
         &lab.ports,
         lab.driver,
         &lab.nodes,
+        lab.network.as_ref(),
     ) {
         spawn(dir, &agent, lab)?;
     }
@@ -192,6 +270,15 @@ fn write_context(ports: &Ports) -> Result<(), Failure> {
 }
 
 fn print_next_steps(dir: &Path, lab: &LabState) {
+    if let Some(network) = &lab.network {
+        println!("Nodes and their addresses (each only inside its namespace):");
+        for link in &network.links {
+            println!(
+                "  {:<8} {:<15} ip netns exec {}",
+                link.node, link.address, link.namespace
+            );
+        }
+    }
     println!(
         "\nNext:\n  herdctl get nodes\n  herdctl apply -f manifests/examples/seed-demo/\n  herdctl get vms -w\n  herdctl get events -w\n  \
          herdctl down            # stop the lab ({} processes; logs in {})",
@@ -242,6 +329,9 @@ fn stop(dir: &Path, lab: &LabState) {
     }
     for pid in processes_mentioning(&dir.join("nodes")) {
         signal(pid, libc::SIGKILL);
+    }
+    if let Some(network) = &lab.network {
+        remove_network(network);
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::network::LabNetwork;
+
 /// The seed's hosts first, then more in the same style.
 const NODE_NAMES: [&str; 14] = [
     "ferby", "gerby", "herby", "jerby", "kerby", "lerby", "merby", "nerby", "perby", "rerby",
@@ -50,8 +52,17 @@ pub struct Ports {
 }
 
 impl Ports {
+    /// etcd's client URL on loopback (the controller and herdctl use it).
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_client)
+    }
+
+    /// etcd's client URL as agents reach it: across the lab network when there is one.
+    pub fn agent_endpoint(&self, network: Option<&LabNetwork>) -> String {
+        match network {
+            Some(network) => format!("http://{}:{}", network.host_address, self.etcd_client),
+            None => self.endpoint(),
+        }
     }
 }
 
@@ -63,9 +74,13 @@ pub struct LabProcess {
     pub args: Vec<String>,
 }
 
-/// etcd with its data under `dir`.
-pub fn etcd(etcd: &Path, dir: &Path, ports: &Ports) -> LabProcess {
+/// etcd with its data under `dir`, listening on loopback and on the lab network if any.
+pub fn etcd(etcd: &Path, dir: &Path, ports: &Ports, network: Option<&LabNetwork>) -> LabProcess {
     let client = ports.endpoint();
+    let listen = match network {
+        Some(_) => format!("{client},{}", ports.agent_endpoint(network)),
+        None => client.clone(),
+    };
     let peer = format!("http://127.0.0.1:{}", ports.etcd_peer);
     LabProcess {
         name: "etcd".into(),
@@ -73,7 +88,7 @@ pub fn etcd(etcd: &Path, dir: &Path, ports: &Ports) -> LabProcess {
         args: vec![
             "--name=herd-lab".into(),
             format!("--data-dir={}", dir.join("etcd").display()),
-            format!("--listen-client-urls={client}"),
+            format!("--listen-client-urls={listen}"),
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
@@ -95,17 +110,23 @@ pub fn controller(binary: &Path, ports: &Ports) -> LabProcess {
     }
 }
 
-/// The agents: one per node with QEMU, one for all nodes with the simulator.
+/// The `ip` program that runs agents inside their namespaces.
+const IP: &str = "ip";
+
+/// The agents: one per node with QEMU, one for all nodes with the simulator. With a lab
+/// network (QEMU only) each agent runs inside its node's namespace, reaches etcd across its
+/// link and offers migrations on its own address.
 pub fn agents(
     binary: &Path,
     dir: &Path,
     ports: &Ports,
     driver: LabDriver,
     nodes: &[String],
+    network: Option<&LabNetwork>,
 ) -> Vec<LabProcess> {
     let common = |node: &str| {
         vec![
-            format!("--etcd={}", ports.endpoint()),
+            format!("--etcd={}", ports.agent_endpoint(network)),
             format!("--node={node}"),
         ]
     };
@@ -118,9 +139,17 @@ pub fn agents(
                     "--driver=qemu".into(),
                     format!("--state-dir={}", dir.join("nodes").join(node).display()),
                 ]);
+                let link = network.and_then(|network| network.link(node));
+                if let Some(link) = link {
+                    args.push(format!("--address={}", link.address));
+                }
+                let (program, args) = match network.and_then(|n| n.wrap(node, binary, &args)) {
+                    Some(wrapped) => (PathBuf::from(IP), wrapped),
+                    None => (binary.to_owned(), args),
+                };
                 LabProcess {
                     name: format!("agent-{node}"),
-                    program: binary.to_owned(),
+                    program,
                     args,
                 }
             })
@@ -172,6 +201,7 @@ mod tests {
             &ports,
             LabDriver::Qemu,
             &nodes,
+            None,
         );
         assert_eq!(qemu.len(), 3);
         assert!(
@@ -185,6 +215,7 @@ mod tests {
             &ports,
             LabDriver::Sim,
             &nodes,
+            None,
         );
         assert_eq!(sim.len(), 1);
         assert!(
@@ -192,5 +223,46 @@ mod tests {
                 .args
                 .contains(&"--sim-hosts=ferby,gerby,herby".to_string())
         );
+    }
+
+    #[test]
+    fn with_a_network_agents_run_in_their_namespace_and_reach_etcd_across_it() {
+        let ports = Ports {
+            etcd_client: 2379,
+            etcd_peer: 2380,
+            metrics: 3,
+        };
+        let nodes = node_names(2).unwrap();
+        let network = super::super::network::plan(Path::new("/lab"), &nodes);
+        let agents = agents(
+            Path::new("/bin/herd-agent"),
+            Path::new("/lab"),
+            &ports,
+            LabDriver::Qemu,
+            &nodes,
+            Some(&network),
+        );
+        let gerby = &agents[1];
+        assert_eq!(gerby.program, PathBuf::from("ip"));
+        assert_eq!(
+            gerby.args[..3],
+            ["netns", "exec", network.links[1].namespace.as_str()]
+        );
+        let host = network.host_address;
+        assert!(gerby.args.contains(&format!("--etcd=http://{host}:2379")));
+        assert!(
+            gerby
+                .args
+                .contains(&format!("--address={}", network.links[1].address))
+        );
+        let etcd = etcd(
+            Path::new("/bin/etcd"),
+            Path::new("/lab"),
+            &ports,
+            Some(&network),
+        );
+        assert!(etcd.args.contains(&format!(
+            "--listen-client-urls=http://127.0.0.1:2379,http://{host}:2379"
+        )));
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::network::LabNetwork;
 use super::plan::{LabDriver, Ports};
 
 /// What `herdctl up` started.
@@ -15,6 +16,9 @@ pub struct LabState {
     pub ports: Ports,
     /// (process name, pid) of everything started, etcd first.
     pub processes: Vec<(String, u32)>,
+    /// The namespaces and bridge of `--netns`, to remove on `down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<LabNetwork>,
 }
 
 impl LabState {
