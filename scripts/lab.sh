@@ -5,6 +5,8 @@
 #
 #   bash scripts/lab.sh               the demo on simulated hosts (the seed's 4-CPU hosts)
 #   HERD_LAB_DRIVER=qemu bash scripts/lab.sh   the lab with real QEMU guests instead (no demo VMs)
+#   HERD_LAB_DRIVER=qemu HERD_LAB_NETNS=1 bash scripts/lab.sh
+#                                     ... each agent in its own network namespace (root)
 #   bash scripts/lab.sh down          stop the lab (add --purge to remove its data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +24,12 @@ bash scripts/setup.sh
 cargo build --release -p herd-controller -p herd-agent -p herdctl
 
 driver=${HERD_LAB_DRIVER:-sim}
+netns=()
+[ -n "${HERD_LAB_NETNS:-}" ] && netns=(--netns)
 say "Starting from a clean lab (herdctl down --purge of any previous one)"
 "$HERDCTL" down --purge
-say "herdctl up --nodes 3 --driver $driver"
-"$HERDCTL" up --nodes 3 --driver "$driver"
+say "herdctl up --nodes 3 --driver $driver ${netns[*]}"
+"$HERDCTL" up --nodes 3 --driver "$driver" "${netns[@]}"
 "$HERDCTL" get nodes
 
 if [ "$driver" != sim ]; then
@@ -38,13 +42,20 @@ say "herdctl apply -f manifests/examples/seed-demo/"
 "$HERDCTL" get vms
 
 say "Waiting for ferby to ask for help (5 points of 2 s samples) and one VM to move"
-for _ in $(seq 60); do
+for _ in $(seq 90); do
   "$HERDCTL" get migrations 2>/dev/null | grep -q Completed && break
   sleep 1
 done
 "$HERDCTL" get events | grep -E 'RequestHelp|OfferHelp|AcceptHelp|MigrationCompleted' | grep -v 'virtualmachine/\|migration/' || true
 "$HERDCTL" get migrations
 "$HERDCTL" get vms
+moved=$("$HERDCTL" get migrations -o name | wc -l)
+completed=$("$HERDCTL" get migrations | grep -c Completed || true)
+if [ "$moved" != 1 ] || [ "$completed" != 1 ]; then
+  echo "FAILED: the demo should end with exactly one completed migration (got $moved, $completed completed)" >&2
+  exit 1
+fi
+say "The demo ended as the seed's did: one VM moved from ferby to herby"
 
 say "The lab is up"
 cat <<TXT

@@ -14,3 +14,9 @@ fi
 cargo test --workspace --doc
 # The storage role end to end: a real debootstrapped Debian image booted under QEMU (~4 min).
 bash scripts/storage-e2e.sh
+# The README's first command, as a newcomer runs it: the lab and the seed's demo (fails unless
+# exactly one VM moves), in a lab directory of its own; then down --purge.
+lab=$(mktemp -d)
+trap 'HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh down --purge >/dev/null 2>&1 || true; rm -rf "$lab"' EXIT
+HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh
+HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh down --purge

@@ -65,6 +65,8 @@ pub enum Command {
     Drain(NodeArg),
     /// Change a node's settings.
     Node(NodeArgs),
+    /// Balancer tools: replay CPU traces through the balancer (simulate).
+    Balance(BalanceArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Start a local lab: etcd, the controller and node agents on this machine.
@@ -234,6 +236,74 @@ pub struct NodeArgs {
     /// How often the agent sends its heartbeat, in whole seconds, such as 5s or 1m.
     #[arg(long, value_parser = parse_whole_seconds, group = "settings")]
     pub heartbeat_interval: Option<u32>,
+}
+
+/// `herdctl balance`.
+#[derive(Args)]
+pub struct BalanceArgs {
+    #[command(subcommand)]
+    pub command: BalanceCommand,
+}
+
+#[derive(Subcommand)]
+pub enum BalanceCommand {
+    /// Replay CPU traces through the controller's balancer on simulated hosts (offline) and
+    /// compare no balancing, the seed policy and the score policy.
+    Simulate(SimulateArgs),
+}
+
+/// A policy replayed by `balance simulate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimulateRun {
+    /// The balancer counts points but moves nothing.
+    None,
+    Seed,
+    Score,
+}
+
+/// How `balance simulate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimulateOutput {
+    Table,
+    Json,
+}
+
+/// `herdctl balance simulate`.
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// A folder of PlanetLab traces (one file per VM, one CPU % per line), or a folder of such
+    /// folders, one per day, each replayed in turn.
+    #[arg(long)]
+    pub traces: PathBuf,
+    /// A ClusterPolicy manifest whose knobs every run uses (default: the default policy);
+    /// its balancer.enabled and balancer.policy are set by each run.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Simulated hosts (CloudSim's: half 2 x 1860, half 2 x 2660 MIPS, 4 GiB each).
+    #[arg(long, default_value_t = 800)]
+    pub hosts: usize,
+    /// Memory of each simulated host, MiB (CloudSim's is 4096; it caps VMs per host).
+    #[arg(long, default_value_t = 4096)]
+    pub host_memory_mib: u64,
+    /// Replay at most this many VMs per day (traces in name order).
+    #[arg(long)]
+    pub max_vms: Option<usize>,
+    /// Replay at most the first N days of a folder of days.
+    #[arg(long)]
+    pub days: Option<usize>,
+    /// The policies to replay, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "none,seed,score"
+    )]
+    pub runs: Vec<SimulateRun>,
+    /// Sample at the policy's sampleIntervalSeconds instead of once per trace step.
+    #[arg(long)]
+    pub policy_interval: bool,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: SimulateOutput,
 }
 
 #[derive(Args)]

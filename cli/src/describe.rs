@@ -22,6 +22,8 @@ pub struct Described<'a> {
     pub conditions: Vec<Condition>,
     /// Events about the object, oldest first.
     pub events: Vec<Event>,
+    /// Sections of their own, after the status (such as a node's `Balancer:`).
+    pub sections: Vec<String>,
 }
 
 impl<'a> Described<'a> {
@@ -51,7 +53,17 @@ impl<'a> Described<'a> {
             status,
             conditions,
             events,
+            sections: Vec::new(),
         })
+    }
+
+    /// Shows the status field `key` as a section of its own, `text`, instead of in the status.
+    pub fn with_section(mut self, key: &str, text: String) -> Self {
+        if let Some(Value::Object(map)) = &mut self.status {
+            map.remove(key);
+        }
+        self.sections.push(text);
+        self
     }
 
     /// The whole description.
@@ -66,6 +78,9 @@ impl<'a> Described<'a> {
                 render_value(&mut out, status, 2);
             }
             _ => out.push_str("  <none>\n"),
+        }
+        for section in &self.sections {
+            out.push_str(section);
         }
         out.push_str(&conditions(&self.conditions, now));
         out.push_str(&events(&self.events, now));

@@ -18,6 +18,7 @@ mod fetch;
 mod kinds;
 mod lab;
 mod output;
+mod points;
 mod rows;
 mod selector;
 mod table;
@@ -28,9 +29,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{BalanceCommand, Cli, Command};
+use crate::commands::diff as diff_cmd;
 use crate::commands::vm::VmVerb;
-use crate::commands::{Target, completion, delete, describe as describe_cmd, diff as diff_cmd};
+use crate::commands::{Target, balance, completion, delete, describe as describe_cmd};
 use crate::commands::{apply as apply_cmd, get, node, vm, wait};
 use crate::failure::Failure;
 
@@ -84,6 +86,9 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Uncordon(args) => node::cordon(t, args, false).await,
         Command::Drain(args) => node::drain(t, args).await,
         Command::Node(args) => node::settings(t, args).await,
+        Command::Balance(args) => match args.command {
+            BalanceCommand::Simulate(args) => balance::simulate(args),
+        },
         Command::Completion(args) => completion::run(args),
         Command::Up(args) => {
             let dir = args.dir.unwrap_or_else(lab::default_dir);

@@ -77,12 +77,13 @@ pub fn vm_row(vm: &VirtualMachine, now: DateTime<Utc>, wide: bool) -> Vec<String
 
 pub fn node_headers(wide: bool) -> Vec<&'static str> {
     let base = vec!["NAME", "READY", "ACCEPTS-MIGRATIONS", "CPU%", "VMS", "AGE"];
-    with_wide(base, wide, &["CPUS", "MEMORY", "DRIVER"])
+    with_wide(base, wide, &["CPUS", "MEMORY", "DRIVER", "POINTS"])
 }
 
 /// A node, with the merged status of [`crate::view::merge_node_status`]: READY is the
 /// controller's `Ready` condition (True, False or Unknown) when it wrote one, else whether a
-/// heartbeat exists; CPU% is the mean load of its CPUs; VMS the domains it reports.
+/// heartbeat exists; CPU% is the mean load of its CPUs; VMS the domains it reports; POINTS
+/// (wide) the balancer's points and trigger.
 pub fn node_row(node: &Node, now: DateTime<Utc>, wide: bool) -> Vec<String> {
     let status = node.status.clone().unwrap_or_default();
     let load = if status.cpu_load.is_empty() {
@@ -114,6 +115,12 @@ pub fn node_row(node: &Node, now: DateTime<Utc>, wide: bool) -> Vec<String> {
         } else {
             status.driver.clone()
         });
+        row.push(
+            status
+                .balancer
+                .as_ref()
+                .map_or_else(|| NONE.to_owned(), crate::points::cell),
+        );
     }
     row
 }
@@ -255,11 +262,13 @@ mod tests {
                     vcpu: 0,
                     cpu: Some(2),
                     percent: 1.0,
+                    wait_percent: 0.0,
                 },
                 VcpuStatus {
                     vcpu: 1,
                     cpu: None,
                     percent: 1.0,
+                    wait_percent: 0.0,
                 },
             ],
             ..VirtualMachineStatus::default()
@@ -306,7 +315,8 @@ mod tests {
                 "<unknown>",
                 "2",
                 "4096Mi",
-                "qemu"
+                "qemu",
+                "<none>"
             ]
         );
         let status = node.status.as_mut().unwrap();
@@ -321,6 +331,12 @@ mod tests {
             node_row(&node, now(), false)[1],
             "Unknown,SchedulingDisabled"
         );
-        assert_eq!(node_headers(true).len(), 9);
+        assert_eq!(node_headers(true).len(), 10);
+        node.status.as_mut().unwrap().balancer = Some(herd_crds::balancing::NodeBalancerStatus {
+            points: 2,
+            points_to_trigger: 5,
+            ..Default::default()
+        });
+        assert_eq!(node_row(&node, now(), true)[9], "2/5");
     }
 }

@@ -5,7 +5,7 @@
 //! (`<prefix>/status/<plural>/<name>`). A node is three: its live status is the agent's
 //! heartbeat (`<prefix>/heartbeats/<name>`, a `NodeStatus` on the agent's lease), merged with
 //! the controller's record (`<prefix>/status/nodes/<name>`, which holds the `Ready`
-//! condition) by [`merge_node_status`].
+//! condition and the balancer's points) by [`merge_node_status`].
 
 use chrono::{DateTime, Utc};
 use herd_crds::condition::find_condition;
@@ -91,6 +91,10 @@ pub trait Shown: Resource {
     }
     /// Puts a listing in display order (by name unless a kind says otherwise).
     fn sort(_items: &mut [Self]) {}
+    /// Status fields that `describe` shows as sections of their own: (field, text).
+    fn sections(&self, _now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// Decodes the spec part and, when present, the status part of an `Object<S>`.
@@ -112,6 +116,7 @@ fn decode_part<T: serde::de::DeserializeOwned>(raw: Option<&Raw>) -> Result<Opti
 /// the last ones the controller recorded), with the controller's conditions. `ready` is the
 /// controller's `Ready` condition when it wrote one, else whether a heartbeat exists. A
 /// `Ready` condition in the heartbeat itself is ignored: readiness is the controller's call.
+/// The balancer's points (`balancer`) are the controller's record too.
 pub fn merge_node_status(
     recorded: Option<NodeStatus>,
     heartbeat: Option<NodeStatus>,
@@ -121,7 +126,9 @@ pub fn merge_node_status(
         .as_ref()
         .map(|r| r.conditions.clone())
         .unwrap_or_default();
+    let balancer = recorded.as_ref().and_then(|r| r.balancer.clone());
     let mut status = heartbeat.or(recorded)?;
+    status.balancer = balancer;
     let mut conditions = recorded_conditions;
     if beating {
         for condition in std::mem::take(&mut status.conditions) {
@@ -189,6 +196,13 @@ impl Shown for Node {
     fn state(&self) -> Option<String> {
         let ready = self.status.as_ref().is_some_and(|s| s.ready);
         Some(if ready { "Ready" } else { "NotReady" }.to_owned())
+    }
+    fn sections(&self, now: DateTime<Utc>) -> Vec<(&'static str, String)> {
+        let balancer = self.status.as_ref().and_then(|s| s.balancer.as_ref());
+        balancer
+            .map(|b| ("balancer", crate::points::section(b, now)))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -363,5 +377,22 @@ mod tests {
         let merged = merge_node_status(Some(recorded), None).unwrap();
         assert!(!merged.ready);
         assert_eq!(merged.cpus, 2);
+    }
+
+    #[test]
+    fn the_balancer_points_come_from_the_controllers_record() {
+        let points = herd_crds::balancing::NodeBalancerStatus {
+            points: 3,
+            points_to_trigger: 5,
+            ..Default::default()
+        };
+        let mut recorded = status(2, vec![]);
+        recorded.balancer = Some(points.clone());
+        let mut heartbeat = status(4, vec![]);
+        heartbeat.balancer = Some(Default::default());
+        let merged = merge_node_status(Some(recorded), Some(heartbeat)).unwrap();
+        assert_eq!(merged.balancer, Some(points));
+        let merged = merge_node_status(None, Some(status(4, vec![]))).unwrap();
+        assert_eq!(merged.balancer, None);
     }
 }

@@ -1,5 +1,6 @@
 //! Snapshots of what `get` and `describe` print, against a real etcd holding a fixed scene:
-//! two nodes (one reporting, one silent and cordoned), two VMs, a migration, and events.
+//! two nodes (one reporting, with balancer points; one silent and cordoned), two VMs, a
+//! migration, and events.
 //! Times are fixed (objects are created with their timestamps, and `HERD_NOW` fixes "now"),
 //! and resource versions are redacted, so the output is the same on every run.
 
@@ -7,6 +8,7 @@ mod common;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::{Cluster, stderr, stdout};
+use herd_crds::balancing::{BalancerSample, NodeBalancerStatus};
 use herd_crds::event::InvolvedObject;
 use herd_crds::migration::{MigrationPhase, MigrationReason, MigrationSpec, MigrationStatus};
 use herd_crds::node::{DomainStatus, NodeSpec};
@@ -53,12 +55,27 @@ async fn nodes(store: &Store) {
         conditions: vec![condition("Ready", status, reason, "", minute)],
         ..NodeStatus::default()
     };
+    // The controller's record of ferby also holds the balancer's points (three hot samples).
+    let sample = |minute, points| BalancerSample {
+        time: at(minute),
+        points,
+        hot: true,
+        load_percent: 97.5,
+        demand_percent: 125.0,
+        busy_vcpus: 5,
+        cpus: 4,
+    };
+    let mut ferby = ready(ConditionStatus::True, "HeartbeatReceived", 2);
+    ferby.balancer = Some(NodeBalancerStatus {
+        points: 3,
+        points_to_trigger: 5,
+        threshold_percent: 80.0,
+        hot: true,
+        overloaded: false,
+        history: vec![sample(57, 1), sample(58, 2), sample(59, 3)],
+    });
     store
-        .put_status::<NodeSpec>(
-            "ferby",
-            &ready(ConditionStatus::True, "HeartbeatReceived", 2),
-            Precondition::None,
-        )
+        .put_status::<NodeSpec>("ferby", &ferby, Precondition::None)
         .await
         .unwrap();
     store
@@ -129,11 +146,13 @@ async fn vms(store: &Store) {
                 vcpu: 0,
                 cpu: Some(1),
                 percent: 10.0,
+                wait_percent: 0.0,
             },
             VcpuStatus {
                 vcpu: 1,
                 cpu: Some(3),
                 percent: 2.5,
+                wait_percent: 0.0,
             },
         ],
         started_at: Some(at(11)),
@@ -296,6 +315,10 @@ async fn get_and_describe_print_stable_text() {
         show(&cluster, &["describe", "vm", "small-1"])
     );
     insta::assert_snapshot!("describe_node", show(&cluster, &["describe", "node/gerby"]));
+    insta::assert_snapshot!(
+        "describe_node_points",
+        show(&cluster, &["describe", "node", "ferby"])
+    );
     insta::assert_snapshot!(
         "describe_migration",
         show(&cluster, &["describe", "migration", "small-1-x7k2p"])

@@ -1,24 +1,37 @@
 //! The balancer in the controller: every sample interval it builds the balancer's view from the
-//! caches, calls the pure [`crate::balancer::balance`], records its explanation as Events, and
-//! starts each planned move as a `Migration` (reason `Balancer`) whose status message carries
-//! the explanation. The migration controller then carries the moves out, within the limits.
+//! caches, calls the pure [`crate::balancer::balance`], records its explanation as Events,
+//! publishes each node's points in its status (`NodeStatus.balancer`, only when they change),
+//! and starts each planned move as a `Migration` (reason `Balancer`) whose status carries the
+//! decision (`MigrationStatus.decision`: points, candidates, predicted effect). The migration
+//! controller then carries the moves out, within the limits.
+//!
+//! The node status key has another writer, the node lifecycle (readiness transitions). Both
+//! read-modify-write the whole value with a compare-and-swap on its revision and keep the
+//! other's fields; a lost race is re-read and retried.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use herd_crds::cluster_policy::BalancerPolicy;
 use herd_crds::event::EventType;
 use herd_crds::migration::{MigrationReason, MigrationSpec, MigrationStatus};
+use herd_crds::node::{NodeSpec, NodeStatus};
 use herd_crds::virtual_machine::VmState;
 use herd_crds::{Migration, Node, Object, Resource};
-use herd_store::StoreError;
 use herd_store::txn::Precondition;
+use herd_store::{StoreError, Versioned};
 use tracing::{info, warn};
 
 use crate::balancer::observe::{epoch_seconds, host_view, in_flight, past_move, vm_view};
-use crate::balancer::{BalancerState, Decision, HostView, InFlight, PlannedMove, VmView, balance};
+use crate::balancer::{
+    BalancerState, Decision, HostView, InFlight, NodePoints, PlannedMove, VmView, balance, status,
+};
 use crate::controller::Controller;
+
+/// Compare-and-swap attempts to publish one node's points before waiting for the next sample.
+const POINTS_WRITE_ATTEMPTS: usize = 3;
 
 impl Controller {
     /// Runs the balancer until the task is dropped.
@@ -28,10 +41,8 @@ impl Controller {
             // One sample per interval: building the view costs a pass over every node and VM.
             let interval = self.policy().balancer.sample_interval_seconds.max(1);
             tokio::time::sleep(Duration::from_secs(u64::from(interval))).await;
+            // Disabled, the balancer still counts points (and publishes them); it moves nothing.
             let policy = self.policy();
-            if !policy.balancer.enabled {
-                continue;
-            }
             let now = epoch_seconds(Utc::now());
             let (hosts, vms, moving) = self.balancer_inputs(now);
             let decision = balance(
@@ -45,6 +56,7 @@ impl Controller {
             );
             if decision.sampled {
                 self.record(&decision).await;
+                self.publish_points(&state, &policy.balancer).await;
             }
         }
     }
@@ -157,14 +169,18 @@ impl Controller {
             .await;
         }
         for planned in &decision.moves {
-            if let Err(error) = self.start_move(planned).await {
+            if let Err(error) = self.start_move(decision, planned).await {
                 warn!(vm = %planned.vm, %error, "cannot start the balancer's move");
             }
         }
     }
 
-    /// Creates the `Migration` of one planned move, its status holding the explanation.
-    async fn start_move(&self, planned: &PlannedMove) -> Result<(), StoreError> {
+    /// Creates the `Migration` of one planned move, its status holding the decision.
+    async fn start_move(
+        &self,
+        decision: &Decision,
+        planned: &PlannedMove,
+    ) -> Result<(), StoreError> {
         let suffix = format!("{:x}", Utc::now().timestamp_micros() & 0xffffff);
         let base: String = planned
             .vm
@@ -185,6 +201,7 @@ impl Controller {
         let status = MigrationStatus {
             source_node: Some(planned.from.clone()),
             message: planned.explanation.clone(),
+            decision: Some(status::decision(decision, planned)),
             ..MigrationStatus::default()
         };
         self.store
@@ -203,6 +220,63 @@ impl Controller {
             &planned.explanation,
         )
         .await;
+        Ok(())
+    }
+
+    /// Writes the points of every node whose section changed.
+    async fn publish_points(&self, state: &BalancerState, policy: &BalancerPolicy) {
+        for (node, points) in state.nodes() {
+            // The node lifecycle writes the first status when the node turns ready; until
+            // then there is nothing to add to (the next change is published).
+            let Some(recorded) = self.caches.node_statuses.get(node) else {
+                continue;
+            };
+            let recorded_points = recorded.value.balancer.as_ref();
+            if status::node_status(recorded_points, points, policy).is_none() {
+                continue; // the common case: nothing changed, nothing copied or written
+            }
+            if let Err(error) = self
+                .write_points(node, (*recorded).clone(), points, policy)
+                .await
+            {
+                warn!(%node, %error, "cannot publish the node's balancer points");
+            }
+        }
+    }
+
+    /// Sets `status.balancer` of `node`, starting from `current`: a fenced compare-and-swap,
+    /// re-read from the store and retried when another writer came first.
+    async fn write_points(
+        &self,
+        node: &str,
+        mut current: Versioned<NodeStatus>,
+        points: &NodePoints,
+        policy: &BalancerPolicy,
+    ) -> Result<(), StoreError> {
+        for _ in 0..POINTS_WRITE_ATTEMPTS {
+            let Some(next) = status::node_status(current.value.balancer.as_ref(), points, policy)
+            else {
+                return Ok(());
+            };
+            let mut value = current.value.clone();
+            value.balancer = Some(next);
+            let written = self
+                .store
+                .transaction()
+                .fenced(&self.fence)
+                .put_status::<NodeSpec>(node, &value, Precondition::Revision(current.revision))?
+                .commit()
+                .await;
+            match written {
+                Err(StoreError::Conflict { .. }) => {
+                    match self.store.get_status::<NodeSpec>(node).await? {
+                        Some(fresh) => current = fresh,
+                        None => return Ok(()),
+                    }
+                }
+                other => return other.map(|_| ()),
+            }
+        }
         Ok(())
     }
 }

@@ -57,6 +57,8 @@ async fn check(controller: &Controller, node: &str) -> Result<(), StoreError> {
         .as_ref()
         .map(|r| r.value.conditions.clone())
         .unwrap_or_default();
+    // The balancer's section is the balancing loop's to write; carry it over.
+    status.balancer = recorded.as_ref().and_then(|r| r.value.balancer.clone());
     let ready = transition == NodeTransition::BecameReady;
     status.ready = ready;
     let (state, reason, message) = if ready {

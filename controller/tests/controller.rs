@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 use herd_crds::assignment::Assignment;
 use herd_crds::condition::{ConditionStatus, find_condition};
-use herd_crds::node::NodeSpec;
-use herd_crds::virtual_machine::VmState;
+use herd_crds::node::{DomainStatus, NodeSpec};
+use herd_crds::virtual_machine::{VcpuStatus, VmState};
 use herd_crds::{Event, Node, NodeStatus, Object, RunState, VirtualMachine, VirtualMachineSpec};
 use herd_store::codec::decode_value;
 use herd_store::txn::Precondition;
@@ -391,5 +391,107 @@ async fn when_the_leader_is_killed_the_follower_takes_over_without_duplicates() 
         (20, 20),
         "every VM exactly once: {all:?}"
     );
+    Ok(())
+}
+
+/// A heartbeat of a node without an agent: two saturated CPUs shared by four vCPUs (two per
+/// CPU, each granted half of it), so the balancer judges it hot.
+fn saturated_heartbeat() -> NodeStatus {
+    let vcpus = (0..4)
+        .map(|vcpu| VcpuStatus {
+            vcpu,
+            cpu: Some(vcpu / 2),
+            percent: 50.0,
+            wait_percent: 0.0,
+        })
+        .collect();
+    NodeStatus {
+        ready: true,
+        cpus: 2,
+        cpu_load: vec![100.0, 100.0],
+        memory_total_mib: 4096,
+        memory_free_mib: 4096,
+        domains: vec![DomainStatus {
+            name: "busy".into(),
+            state: VmState::Running,
+            vcpus,
+            ..DomainStatus::default()
+        }],
+        driver: "hollow".into(),
+        last_heartbeat: Some(chrono::Utc::now()),
+        ..NodeStatus::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balancer_publishes_each_nodes_points_in_its_status() -> Result<()> {
+    let lab = lab(&[("ferby", 4, 4096)]).await?;
+    let herby: Node = Object::new("herby", NodeSpec::default());
+    lab.store.create(&herby).await?;
+    let lease = lab.store.grant_lease(Duration::from_secs(30)).await?;
+    let beat = herd_store::codec::encode_value(&saturated_heartbeat()).expect("encodes");
+    lab.store
+        .transaction()
+        .put_raw(
+            lab.store.keys().heartbeat("herby")?,
+            beat,
+            Some(lease.id()),
+            Precondition::None,
+        )
+        .commit()
+        .await?;
+    let _controller = ControllerProcess::start(&lab.etcd, &lab.prefix, "c1", &free_listen())?;
+
+    let hot = eventually(40, "herby's points at 3", || async {
+        let status = lab.store.get_status::<NodeSpec>("herby").await?;
+        Ok(status.filter(|s| s.value.balancer.as_ref().is_some_and(|b| b.points >= 3)))
+    })
+    .await?;
+    let points = hot.value.balancer.clone().expect("points");
+    assert!(points.hot);
+    assert_eq!(
+        (points.points_to_trigger, points.threshold_percent),
+        (5, 80.0)
+    );
+    let trail: Vec<u32> = points.history.iter().map(|s| s.points).collect();
+    assert!(
+        trail.windows(2).all(|w| w[1] == w[0] + 1),
+        "each point was published: {trail:?}"
+    );
+    let last = points.history.last().expect("a sample");
+    assert_eq!(
+        (last.load_percent, last.busy_vcpus, last.cpus),
+        (100.0, 4, 2)
+    );
+    let ready = find_condition(&hot.value.conditions, "Ready").expect("Ready kept");
+    assert_eq!(
+        ready.status,
+        ConditionStatus::True,
+        "the readiness writer's field is kept"
+    );
+
+    // A quiet node is written once, then left alone.
+    let quiet = eventually(20, "ferby's points", || async {
+        let status = lab.store.get_status::<NodeSpec>("ferby").await?;
+        Ok(status.filter(|s| s.value.balancer.is_some()))
+    })
+    .await?;
+    let points = quiet.value.balancer.clone().expect("points");
+    assert_eq!(
+        (points.points, points.hot, points.history.len()),
+        (0, false, 1)
+    );
+    assert_eq!(quiet.value.cpus, 4, "the heartbeat's observations are kept");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = lab
+        .store
+        .get_status::<NodeSpec>("ferby")
+        .await?
+        .expect("status");
+    assert_eq!(
+        later.revision, quiet.revision,
+        "nothing changed, nothing written"
+    );
+    drop(lease);
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! `manifests/crds/`. It does no I/O beyond what a caller hands it: no tokio, no etcd.
 
 pub mod assignment;
+pub mod balancing;
 pub mod cluster_policy;
 pub mod condition;
 pub mod event;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::balancing::BalancerDecision;
 use crate::condition::Condition;
 use crate::names;
 use crate::object::{Object, Spec};
@@ -75,6 +76,10 @@ pub struct MigrationStatus {
     pub message: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// For a `Balancer` migration: the decision that started it (points, candidates,
+    /// predicted effect). Written once, when the balancer creates the migration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<BalancerDecision>,
 }
 
 impl Spec for MigrationSpec {

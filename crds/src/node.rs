@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::balancing::NodeBalancerStatus;
 use crate::condition::Condition;
 use crate::object::{Object, Spec};
 use crate::validation::{FieldErrors, FieldPath, Validate};
@@ -94,6 +95,10 @@ pub struct NodeStatus {
     pub observed_revision: i64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The balancer's points for this node. Written by the controller (never by the agent)
+    /// in `<prefix>/status/nodes/<node>`, only when they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balancer: Option<NodeBalancerStatus>,
 }
 
 /// One domain running on the host.

@@ -225,6 +225,14 @@ pub struct VcpuStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<u32>,
     pub percent: f64,
+    /// Share of one CPU it spent runnable but waiting for a CPU (run-queue delay), in percent;
+    /// absent when the hypervisor does not measure it. Use plus wait is what the vCPU wanted.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wait_percent: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 impl Spec for VirtualMachineSpec {

@@ -42,6 +42,9 @@ pub struct VcpuPlacement {
     pub cpu: Option<u32>,
     /// Use of this vCPU over the last sample, in percent of one CPU.
     pub percent: f64,
+    /// Time it was runnable but waited for a CPU over the last sample, in percent of one CPU
+    /// (0 when the driver does not measure it).
+    pub wait_percent: f64,
 }
 
 /// A domain found on the host.

@@ -6,18 +6,20 @@
 //! with 2 × 1860 and half with 2 × 2660 MIPS, VMs of 2500/2000/1000/500 MIPS in turn, placed by
 //! the controller's scheduler. Nothing real is measured but the wall time of the replay.
 //!
-//! `cargo build --release -p herd-bench && target/release/balance-replay`
+//! `cargo build --release -p herd-bench && target/release/balance-replay`; `herdctl balance
+//! simulate` runs the same replay (`herd_controller::backtest`) for one policy file.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
+use herd_controller::backtest::traces::day_folders;
 use herd_controller::backtest::{BacktestConfig, Sampling, run_backtest};
 
 #[derive(Parser)]
 struct Flags {
-    /// A folder of days, each a folder of trace files (one per VM).
+    /// A folder of days, each a folder of trace files (one per VM), or one such folder.
     #[arg(long, default_value = "../shared/traces/planetlab")]
     traces: PathBuf,
     /// Simulated hosts.
@@ -31,27 +33,11 @@ struct Flags {
     policy_interval: bool,
 }
 
-/// The day folders under `root`, by name.
-fn days(root: &Path) -> Result<Vec<PathBuf>> {
-    let mut days: Vec<PathBuf> = std::fs::read_dir(root)
-        .with_context(|| format!("Cannot read the trace folder {}", root.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_dir())
-        .collect();
-    days.sort();
-    anyhow::ensure!(
-        !days.is_empty(),
-        "{} holds no day folders of traces",
-        root.display()
-    );
-    Ok(days)
-}
-
 fn main() -> Result<()> {
     let flags = Flags::parse();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("balance-replay: {cores} cores available, one used (the replay is sequential)");
-    for day in days(&flags.traces)? {
+    for day in day_folders(&flags.traces)? {
         let mut config = BacktestConfig::cloudsim(&day);
         config.hosts = flags.hosts;
         for shape in &mut config.host_shapes {

@@ -48,7 +48,8 @@ async fn describe<K: Shown>(
         .get::<K>(name)?
         .ok_or_else(|| Failure::new(format!("{} {name:?} not found", K::CLI_KIND)))?;
     let related = events_about(events, K::KIND, object.metadata());
-    let described = Described::new(
+    let now = clock::now();
+    let mut described = Described::new(
         K::KIND,
         object.metadata(),
         &object,
@@ -56,7 +57,10 @@ async fn describe<K: Shown>(
         related,
     )
     .map_err(|e| Failure::new(format!("cannot describe {name}: {e}")))?;
-    Ok(described.render(clock::now()))
+    for (key, text) in object.sections(now) {
+        described = described.with_section(key, text);
+    }
+    Ok(described.render(now))
 }
 
 /// The newest [`MAX_EVENTS`] events about the object, oldest first. An event that carries a

@@ -2,6 +2,7 @@
 //! [`crate::args`]) and the [`Target`] to connect to, and prints what it did.
 
 pub mod apply;
+pub mod balance;
 pub mod completion;
 pub mod delete;
 pub mod describe;

@@ -1,6 +1,10 @@
 //! PlanetLab CPU traces: a folder with one file per VM, one integer CPU percentage (0–100) per
 //! line, one line per sample (288 at 5-minute steps for the CloudSim days).
 //!
+//! A folder of traces is one day. A folder that holds folders (such as
+//! `../shared/traces/planetlab/`, one folder per day) is a folder of days: [`day_folders`]
+//! lists them, in name order, and the files beside them (a `README.md`) are ignored.
+//!
 //! Files are taken in name order; hidden files (starting with `.`) are skipped. Surrounding
 //! spaces, a `\r` and blank lines at the very end are tolerated; anything else that is not an
 //! integer from 0 to 100 is refused with the file and line, as the sim driver does.
@@ -56,6 +60,28 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<u8>, BacktestError> {
         });
     }
     Ok(samples)
+}
+
+/// The days under `root`: its folders (not hidden) in name order when it has any, else
+/// `root` itself (one day of trace files).
+pub fn day_folders(root: &Path) -> Result<Vec<PathBuf>, BacktestError> {
+    let dir_error = |source| BacktestError::ReadDir {
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut days = Vec::new();
+    for entry in std::fs::read_dir(root).map_err(dir_error)? {
+        let entry = entry.map_err(dir_error)?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.path().is_dir() {
+            days.push(entry.path());
+        }
+    }
+    days.sort();
+    if days.is_empty() {
+        days.push(root.to_path_buf());
+    }
+    Ok(days)
 }
 
 /// The trace files of `dir`, in name order, at most `limit` of them.
@@ -136,10 +162,31 @@ mod tests {
         let names: Vec<&str> = traces.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(read_dir(&dir, Some(1)).unwrap().len(), 1);
+        assert_eq!(
+            day_folders(&dir).unwrap(),
+            std::slice::from_ref(&dir),
+            "a flat folder is one day"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(
             read_dir(&dir, None),
             Err(BacktestError::ReadDir { .. })
         ));
+        assert!(matches!(
+            day_folders(&dir),
+            Err(BacktestError::ReadDir { .. })
+        ));
+    }
+
+    #[test]
+    fn a_folder_of_folders_is_a_folder_of_days() {
+        let root = std::env::temp_dir().join(format!("herd-days-{}", std::process::id()));
+        for day in ["20110309", "20110306", ".git"] {
+            std::fs::create_dir_all(root.join(day)).unwrap();
+        }
+        std::fs::write(root.join("README.md"), "# traces").unwrap();
+        let days = day_folders(&root).unwrap();
+        assert_eq!(days, [root.join("20110306"), root.join("20110309")]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -32,6 +32,7 @@
 //! | [`score`] | the spread-minimising policy |
 //! | [`decision`] | the output, plain data |
 //! | [`state`] | what is remembered between samples |
+//! | [`status`] | what is published: a node's points, a move's decision, as API status |
 
 pub mod contention;
 pub mod decision;
@@ -42,6 +43,7 @@ pub mod projection;
 pub mod score;
 pub mod seed;
 pub mod state;
+pub mod status;
 
 mod round;
 #[cfg(test)]
@@ -136,6 +138,7 @@ fn judge(
         let sample = PointSample {
             at: now,
             load_percent: summary.load_percent,
+            demand_percent: summary.demand_percent,
             busy_vcpus: summary.busy_vcpus,
             cpus: summary.cpus,
             hot: summary.hot,

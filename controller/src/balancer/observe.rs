@@ -128,13 +128,18 @@ pub struct InFlight {
 
 /// A node as the balancer sees it: `node` is the scheduler's view (built as for placement),
 /// `spec` the Node object's spec, `heartbeat` the agent's latest report.
+///
+/// A node that declares fewer CPUs (`spec.capacity.cpus`) than its machine reports is a
+/// **share** of that machine — several lab nodes on one computer, or a host kept partly for
+/// other work. The machine's per-CPU load then belongs to everyone on it, so the node is seen
+/// as its declared CPUs loaded by its own vCPUs only ([`declared_share`]).
 pub fn host_view(
     node: NodeView,
     spec: &NodeSpec,
     heartbeat: &NodeStatus,
     overcommit: f64,
 ) -> HostView {
-    let vcpus = heartbeat
+    let vcpus: Vec<VcpuUse> = heartbeat
         .domains
         .iter()
         .filter(|domain| matches!(domain.state, VmState::Running | VmState::Migrating))
@@ -144,18 +149,36 @@ pub fn host_view(
                 vcpu: vcpu.vcpu,
                 pcpu: vcpu.cpu,
                 percent: vcpu.percent,
-                wait_percent: 0.0,
+                wait_percent: vcpu.wait_percent,
             })
         })
         .collect();
+    let declared = spec.capacity.as_ref().and_then(|capacity| capacity.cpus);
+    let (cpu_load, vcpus) = match declared {
+        Some(cpus) if (cpus as usize) < heartbeat.cpu_load.len() => declared_share(cpus, vcpus),
+        _ => (heartbeat.cpu_load.clone(), vcpus),
+    };
     HostView {
         node,
         accepts_migrations: spec.accept_migrations,
         overcommit,
         cpu_speed: 1.0,
-        cpu_load: heartbeat.cpu_load.clone(),
+        cpu_load,
         vcpus,
     }
+}
+
+/// A node of `cpus` declared CPUs on a bigger machine: each of its CPUs carries an even part
+/// of what its own vCPUs use (capped at 100%), and the machine's CPU numbers are dropped from
+/// the vCPUs (they name CPUs the node does not have), so a vCPU's demand is its use.
+fn declared_share(cpus: u32, vcpus: Vec<VcpuUse>) -> (Vec<f64>, Vec<VcpuUse>) {
+    let used: f64 = vcpus.iter().map(|vcpu| vcpu.percent).sum();
+    let per_cpu = (used / f64::from(cpus.max(1))).min(100.0);
+    let vcpus = vcpus
+        .into_iter()
+        .map(|vcpu| VcpuUse { pcpu: None, ..vcpu })
+        .collect();
+    (vec![per_cpu; cpus.max(1) as usize], vcpus)
 }
 
 /// A VM as the balancer sees it. `placed_at` is when it arrived on `node`: its status'
@@ -247,6 +270,7 @@ mod tests {
                 vcpu: 0,
                 cpu: Some(1),
                 percent: 42.0,
+                wait_percent: 0.0,
             }],
             ..Default::default()
         };
@@ -272,6 +296,57 @@ mod tests {
             (host.vcpus[0].vm.as_str(), host.vcpus[0].pcpu),
             ("web", Some(1))
         );
+    }
+
+    #[test]
+    fn a_node_declaring_fewer_cpus_than_its_machine_is_loaded_by_its_own_vcpus_only() {
+        let spin = |name: &str, cpu| DomainStatus {
+            name: name.into(),
+            state: VmState::Running,
+            vcpus: vec![VcpuStatus {
+                vcpu: 0,
+                cpu: Some(cpu),
+                percent: 66.0,
+                wait_percent: 0.0,
+            }],
+            ..Default::default()
+        };
+        // Three spinning guests on a 2-CPU machine that other nodes' guests also load.
+        let heartbeat = NodeStatus {
+            cpus: 2,
+            cpu_load: vec![100.0, 100.0],
+            domains: vec![spin("a", 0), spin("b", 1), spin("c", 1)],
+            ..Default::default()
+        };
+        let declared = |cpus| NodeSpec {
+            capacity: Some(herd_crds::node::Capacity {
+                cpus: Some(cpus),
+                memory_mib: None,
+            }),
+            ..Default::default()
+        };
+        let share = host_view(node_view("ferby"), &declared(1), &heartbeat, 4.0);
+        assert_eq!(share.pcpus(), 1);
+        assert_eq!(
+            share.cpu_load,
+            [100.0],
+            "198% of use on one declared CPU, capped"
+        );
+        assert!(share.vcpus.iter().all(|v| v.pcpu.is_none()));
+        let idle = NodeStatus {
+            domains: vec![],
+            ..heartbeat.clone()
+        };
+        let empty = host_view(node_view("gerby"), &declared(1), &idle, 4.0);
+        assert_eq!(
+            empty.cpu_load,
+            [0.0],
+            "the machine's load is not this node's"
+        );
+        // Declaring as many CPUs as the machine has changes nothing.
+        let whole = host_view(node_view("ferby"), &declared(2), &heartbeat, 4.0);
+        assert_eq!(whole.cpu_load, [100.0, 100.0]);
+        assert_eq!(whole.vcpus[1].pcpu, Some(1));
     }
 
     #[test]

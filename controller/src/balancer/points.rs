@@ -42,6 +42,8 @@ pub struct PointSample {
     pub at: f64,
     /// CPU load, percent of the node's CPUs (0–100).
     pub load_percent: f64,
+    /// What its vCPUs want, percent of its CPUs (above 100 when overcommitted).
+    pub demand_percent: f64,
     pub busy_vcpus: u32,
     pub cpus: u32,
     pub hot: bool,
@@ -102,6 +104,7 @@ mod tests {
         PointSample {
             at: 0.0,
             load_percent: if hot { 100.0 } else { 10.0 },
+            demand_percent: if hot { 125.0 } else { 10.0 },
             busy_vcpus: 5,
             cpus: 4,
             hot,

@@ -185,6 +185,7 @@ mod tests {
         let sample = PointSample {
             at: 0.0,
             load_percent: 100.0,
+            demand_percent: 125.0,
             busy_vcpus: 5,
             cpus: 4,
             hot: true,

@@ -40,6 +40,7 @@ fn vcpus(domain: &DomainInfo) -> Vec<VcpuStatus> {
             vcpu: v.vcpu,
             cpu: v.cpu,
             percent: round(v.percent),
+            wait_percent: round(v.wait_percent),
         })
         .collect()
 }
@@ -83,6 +84,7 @@ pub fn heartbeat(
         last_heartbeat: Some(now),
         observed_revision,
         conditions: Vec::new(),
+        balancer: None,
     }
 }
 

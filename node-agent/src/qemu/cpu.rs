@@ -4,7 +4,10 @@
 //! The parsers are pure functions over the text of `/proc/<pid>/task/<tid>/stat`, `/proc/stat`
 //! and `/proc/meminfo`; the samplers keep the previous reading and turn deltas into percentages.
 //! Use of a vCPU is the `utime + stime` of the QEMU thread that runs it (with KVM, guest time is
-//! part of `utime`), in percent of one CPU over the time between two samples.
+//! part of `utime`), in percent of one CPU over the time between two samples. Its **wait** is
+//! the run-queue delay of that thread (`/proc/<pid>/task/<tid>/schedstat`, second field, in
+//! nanoseconds): time it was runnable but another task had the CPU — what a busy vCPU wanted
+//! and did not get. Kernels without schedstats leave it unmeasured (0).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -58,6 +61,19 @@ pub fn parse_thread_stat(text: &str) -> Result<ThreadStat, ProcParseError> {
         cpu_ticks,
         processor,
     })
+}
+
+/// The run-queue delay of a thread, in nanoseconds, from its `schedstat` line
+/// (`<on-cpu ns> <waiting ns> <timeslices>`).
+pub fn parse_schedstat(text: &str) -> Result<u64, ProcParseError> {
+    const FILE: &str = "/proc/<pid>/task/<tid>/schedstat";
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    let [_, waiting, _] = fields.as_slice() else {
+        return Err(error(FILE, format!("{} fields, not 3", fields.len())));
+    };
+    waiting
+        .parse()
+        .map_err(|_| error(FILE, format!("waiting time {waiting:?} is not a number")))
 }
 
 /// Cumulative time of one CPU from `/proc/stat`, in clock ticks.
@@ -154,13 +170,22 @@ pub struct VcpuReading {
     pub vcpu: u32,
     pub thread_id: u32,
     pub stat: ThreadStat,
+    /// Run-queue delay so far, in nanoseconds, when the kernel reports it.
+    pub wait_ns: Option<u64>,
+}
+
+/// A thread's counters at the previous sample.
+#[derive(Clone, Copy, Debug)]
+struct Previous {
+    ticks: u64,
+    wait_ns: Option<u64>,
 }
 
 /// Turns successive readings of a domain's vCPU threads into [`VcpuPlacement`]s.
 #[derive(Debug)]
 pub struct VcpuSampler {
     ticks_per_second: u64,
-    previous: Option<(Instant, HashMap<u32, u64>)>,
+    previous: Option<(Instant, HashMap<u32, Previous>)>,
 }
 
 impl VcpuSampler {
@@ -179,30 +204,51 @@ impl VcpuSampler {
                 vcpu: reading.vcpu,
                 cpu: reading.stat.processor,
                 percent: self.percent(at, reading),
+                wait_percent: self.wait_percent(at, reading),
             })
             .collect();
-        let ticks = readings
+        let counters = readings
             .iter()
-            .map(|r| (r.thread_id, r.stat.cpu_ticks))
+            .map(|r| {
+                let previous = Previous {
+                    ticks: r.stat.cpu_ticks,
+                    wait_ns: r.wait_ns,
+                };
+                (r.thread_id, previous)
+            })
             .collect();
-        self.previous = Some((at, ticks));
+        self.previous = Some((at, counters));
         placements
     }
 
-    fn percent(&self, at: Instant, reading: &VcpuReading) -> f64 {
-        let Some((before, ticks)) = &self.previous else {
-            return 0.0;
-        };
-        let Some(previous) = ticks.get(&reading.thread_id) else {
-            return 0.0;
-        };
+    /// The previous counters of this thread and the seconds since, if there are any.
+    fn since(&self, at: Instant, reading: &VcpuReading) -> Option<(Previous, f64)> {
+        let (before, counters) = self.previous.as_ref()?;
+        let previous = *counters.get(&reading.thread_id)?;
         let seconds = at.saturating_duration_since(*before).as_secs_f64();
-        if seconds <= 0.0 {
+        (seconds > 0.0).then_some((previous, seconds))
+    }
+
+    fn percent(&self, at: Instant, reading: &VcpuReading) -> f64 {
+        let Some((previous, seconds)) = self.since(at, reading) else {
             return 0.0;
-        }
-        let used =
-            reading.stat.cpu_ticks.saturating_sub(*previous) as f64 / self.ticks_per_second as f64;
+        };
+        let used = reading.stat.cpu_ticks.saturating_sub(previous.ticks) as f64
+            / self.ticks_per_second as f64;
         (100.0 * used / seconds).max(0.0)
+    }
+
+    /// Run-queue delay since the previous sample, in percent of the time between them (at most
+    /// 100: a thread cannot wait longer than the time that passed).
+    fn wait_percent(&self, at: Instant, reading: &VcpuReading) -> f64 {
+        let Some((previous, seconds)) = self.since(at, reading) else {
+            return 0.0;
+        };
+        let (Some(now), Some(before)) = (reading.wait_ns, previous.wait_ns) else {
+            return 0.0;
+        };
+        let waited = now.saturating_sub(before) as f64 / 1e9;
+        (100.0 * waited / seconds).clamp(0.0, 100.0)
     }
 }
 
@@ -315,6 +361,7 @@ mod tests {
                 cpu_ticks: ticks,
                 processor: Some(cpu),
             },
+            wait_ns: None,
         };
         let first = sampler.sample(start, &[reading(1000, 0)]);
         assert_eq!(
@@ -322,7 +369,8 @@ mod tests {
             [VcpuPlacement {
                 vcpu: 0,
                 cpu: Some(0),
-                percent: 0.0
+                percent: 0.0,
+                wait_percent: 0.0
             }]
         );
         let second = sampler.sample(start + Duration::from_secs(2), &[reading(1150, 1)]);
@@ -337,5 +385,42 @@ mod tests {
             sampler.sample(start + Duration::from_secs(3), &[other])[0].percent,
             0.0
         );
+    }
+
+    // Captured on this machine (`cat /proc/$$/schedstat` of a shell): on-CPU ns, waiting ns,
+    // timeslices.
+    const SCHEDSTAT: &str = "155414751 940430617 600\n";
+
+    #[test]
+    fn schedstat_gives_the_run_queue_delay() {
+        assert_eq!(parse_schedstat(SCHEDSTAT).unwrap(), 940_430_617);
+        assert!(parse_schedstat("1 2\n").is_err());
+        assert!(parse_schedstat("1 x 3\n").is_err());
+    }
+
+    #[test]
+    fn the_sampler_turns_run_queue_delay_into_wait_percent() {
+        let mut sampler = VcpuSampler::new(100);
+        let start = Instant::now();
+        let reading = |ticks, wait_ns| VcpuReading {
+            vcpu: 0,
+            thread_id: 7,
+            stat: ThreadStat {
+                cpu_ticks: ticks,
+                processor: Some(0),
+            },
+            wait_ns,
+        };
+        sampler.sample(start, &[reading(0, Some(1_000_000_000))]);
+        // Over 2 s: ran 1 s (50 %), waited 1 s (50 %): it wanted the whole CPU.
+        let second = sampler.sample(
+            start + Duration::from_secs(2),
+            &[reading(100, Some(2_000_000_000))],
+        );
+        assert!((second[0].percent - 50.0).abs() < 1e-9, "{second:?}");
+        assert!((second[0].wait_percent - 50.0).abs() < 1e-9, "{second:?}");
+        // Unmeasured (no schedstat) reads as no wait.
+        let third = sampler.sample(start + Duration::from_secs(4), &[reading(200, None)]);
+        assert_eq!(third[0].wait_percent, 0.0);
     }
 }

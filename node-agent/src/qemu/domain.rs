@@ -125,10 +125,15 @@ impl Domain {
                 what: path,
                 message: e.to_string(),
             })?;
+            let schedstat = format!("/proc/{}/task/{thread_id}/schedstat", self.pid);
+            let wait_ns = std::fs::read_to_string(&schedstat)
+                .ok()
+                .and_then(|text| cpu::parse_schedstat(&text).ok());
             readings.push(VcpuReading {
                 vcpu,
                 thread_id,
                 stat,
+                wait_ns,
             });
         }
         let vcpus = self

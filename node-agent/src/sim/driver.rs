@@ -163,6 +163,7 @@ fn domain_info(load: &DomainLoad) -> DomainInfo {
                 vcpu: vcpu.vcpu,
                 cpu: vcpu.cpu,
                 percent: vcpu.granted,
+                wait_percent: (vcpu.demand.min(100.0) - vcpu.granted).max(0.0),
             })
             .collect(),
     }

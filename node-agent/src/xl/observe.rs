@@ -103,6 +103,8 @@ fn placements(
             vcpu: r.vcpu,
             cpu: r.cpu,
             percent: percent.get(&(r.domid, r.vcpu)).copied().unwrap_or(0.0),
+            // xentop and vcpu-list do not report runnable time.
+            wait_percent: 0.0,
         })
         .collect()
 }
@@ -183,12 +185,14 @@ mod tests {
                 VcpuPlacement {
                     vcpu: 0,
                     cpu: Some(2),
-                    percent: 40.0
+                    percent: 40.0,
+                    wait_percent: 0.0
                 },
                 VcpuPlacement {
                     vcpu: 1,
                     cpu: Some(3),
-                    percent: 10.0
+                    percent: 10.0,
+                    wait_percent: 0.0
                 },
             ]
         );
