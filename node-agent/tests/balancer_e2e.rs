@@ -191,6 +191,25 @@ async fn three_spinning_guests_on_one_node_end_one_per_node_and_stay() -> Result
     );
     assert_ne!(moves[0].0, moves[1].0, "no guest moved twice: {moves:?}");
 
+    // Each move keeps its decision: ferby's points up to the trigger, who offered, the
+    // predicted effect (never a hot target), and the VMs considered.
+    for migration in store.list_with_status::<MigrationSpec>().await? {
+        let status = migration.status.expect("a status");
+        let decision = status.decision.expect("a balancer migration keeps its decision");
+        assert_eq!(
+            decision.points_history.last().map(|s| s.points),
+            Some(5),
+            "{decision:?}"
+        );
+        assert!(!decision.offers.is_empty(), "{decision:?}");
+        assert!(decision.predicted.source_before.hot, "{decision:?}");
+        assert!(!decision.predicted.target_after.hot, "{decision:?}");
+        assert!(
+            decision.candidates.iter().any(|c| c.vm == migration.spec.vm),
+            "{decision:?}"
+        );
+    }
+
     // Each guest really runs once, on the node its status names.
     for (vm, node) in &spread {
         for candidate in NODES {

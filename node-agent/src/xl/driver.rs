@@ -6,7 +6,7 @@
 //! VM's uid), the NBD links in the disk link directory. Only outgoing migrations and the last
 //! CPU reading are held in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::io::Read;
 use std::path::PathBuf;
@@ -50,6 +50,10 @@ struct Inner {
     runner: Runner,
     nbd: NbdAttacher,
     jobs: MigrationJobs,
+    /// VMs prepared to receive a migration whose domain has not arrived yet. `xl migrate`
+    /// creates the receiving domain only when the source connects, so until then the driver
+    /// itself reports each of these as an `Incoming` domain (the agent hangs the endpoint on it).
+    incoming: Mutex<BTreeSet<String>>,
     /// The vCPU times of the last sample, the baseline of the next.
     last_sample: Mutex<Option<VcpuTimes>>,
     clock: Instant,
@@ -76,6 +80,7 @@ impl XlDriver {
             runner,
             nbd,
             jobs: MigrationJobs::default(),
+            incoming: Mutex::new(BTreeSet::new()),
             last_sample: Mutex::new(None),
             clock: Instant::now(),
         };
@@ -183,10 +188,15 @@ impl Inner {
             }
             percent
         };
-        (
-            observe::assemble(observation, &percent, |name| self.recorded_uid(name)),
-            percent,
-        )
+        let mut domains = observe::assemble(observation, &percent, |name| self.recorded_uid(name));
+        let mut incoming = self.incoming.lock().unwrap_or_else(PoisonError::into_inner);
+        incoming.retain(|name| !domains.iter().any(|d| &d.name == name));
+        domains.extend(
+            incoming
+                .iter()
+                .map(|name| observe::awaited(name, self.recorded_uid(name))),
+        );
+        (domains, percent)
     }
 
     /// The uid recorded in the config this driver wrote for `name`, if any.
@@ -257,6 +267,10 @@ impl Inner {
 
     /// Detaches `name`'s NBD disks and removes its config: after it is gone from this host.
     async fn forget(&self, name: &str) -> Result<(), HypervisorError> {
+        self.incoming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
         self.nbd.detach_all(name).await?;
         match std::fs::remove_file(self.settings.config_path(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -368,7 +382,19 @@ impl Inner {
         let listed = self.listed().await?;
         if listed.iter().any(|d| d.name == name) {
             match self.xl(commands::destroy(name)).await {
-                Err(error) if !is_no_such_domain(&error) => return Err(error.into()),
+                Err(error) if !is_no_such_domain(&error) => {
+                    // A guest that has just powered off is torn down by its own `xl create`
+                    // monitor (on_poweroff = destroy); an `xl destroy` racing that teardown
+                    // fails ("Unable to destroy guest") although the domain goes away. Seen on
+                    // a real Xen 4.17 host: the domain is destroyed when it is no longer listed.
+                    if self.listed().await?.iter().any(|d| d.name == name) {
+                        return Err(error.into());
+                    }
+                    tracing::info!(
+                        domain = name,
+                        "xl destroy failed while the domain was going away; it is gone"
+                    );
+                }
                 _ => {}
             }
         }
@@ -415,8 +441,13 @@ impl Inner {
                 "a domain of this name already runs here",
             ));
         }
+        let endpoint = migration::endpoint(&host).map_err(|e| refused(&spec.name, operation, e))?;
         self.install(&spec.name, &plan).await?;
-        migration::endpoint(&host).map_err(|e| refused(&spec.name, operation, e))
+        self.incoming
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(spec.name.clone());
+        Ok(endpoint)
     }
 
     /// Refuses to move a domain whose disks are not NBD links of ours (a local disk would be

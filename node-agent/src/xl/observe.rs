@@ -17,6 +17,9 @@ use super::list_long::DomainConfig;
 use super::parse;
 use super::vcpu_list::VcpuRow;
 
+/// The name `xl list` prints for a domain that has none (yet).
+pub const UNNAMED: &str = "(null)";
+
 /// One reading of the host's domains.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observation {
@@ -75,7 +78,10 @@ pub fn assemble(
     observation
         .list
         .iter()
-        .filter(|d| d.domid != 0)
+        // Domain-0 is the host. A domain xl lists as `(null)` is being built or torn down and
+        // has no name yet (seen on a real 4.17 host while `xl create` runs): not one of ours
+        // to report, and never one to destroy by name.
+        .filter(|d| d.domid != 0 && d.name != UNNAMED)
         .map(|listed| {
             let (name, renamed) = base_name(&listed.name);
             let uuid = configs.get(&listed.domid).and_then(|c| c.uuid.as_deref());
@@ -91,6 +97,22 @@ pub fn assemble(
         })
         .collect()
 }
+
+/// A VM prepared to receive a migration whose domain xl has not created yet: reported as an
+/// `Incoming` domain without a domid (`-`), like QEMU's `-incoming` process that waits.
+pub fn awaited(name: &str, uid: Option<String>) -> DomainInfo {
+    DomainInfo {
+        name: name.to_string(),
+        uid,
+        id: AWAITED_ID.to_string(),
+        state: DomainState::Incoming,
+        cpu_percent: 0.0,
+        vcpus: Vec::new(),
+    }
+}
+
+/// The id of a domain that is awaited, not yet created.
+pub const AWAITED_ID: &str = "-";
 
 fn placements(
     rows: &[VcpuRow],
