@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herd_crds::Validate;
 use herd_crds::assignment::DomainSpec;
@@ -32,7 +32,8 @@ use super::migration;
 use super::process;
 use super::qmp::{
     CapabilityState, Cont, EventKind, HumanMonitorCommand, Migrate, MigrateCancel,
-    MigrateSetCapabilities, QueryKvm, QueryMigrate, RunStatus, Stop, SystemPowerdown,
+    MigrateSetCapabilities, MigrationStatus, QueryKvm, QueryMigrate, RunStatus, Stop,
+    SystemPowerdown,
 };
 use super::run_dir::RunDir;
 use crate::hypervisor::{
@@ -45,6 +46,9 @@ pub const DEFAULT_BINARY: &str = "qemu-system-x86_64";
 
 /// How long QEMU may take to exit after the guest powered off.
 const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How long `migrate_out` waits for a previous migration's `cancelling` to end.
+const CANCELLING_WAIT: Duration = Duration::from_secs(5);
 
 /// How the driver is set up on one node.
 #[derive(Clone, Debug)]
@@ -372,8 +376,23 @@ impl Hypervisor for QemuDriver {
         }
         migration::check_endpoint(&endpoint.uri)
             .map_err(|reason| refused(name, "migrate", reason))?;
+        // A migration cancelled a moment ago may still be `cancelling`: it is not this one, and
+        // `migrate` would be refused until it ends.
+        let mut status = domain.execute(&QueryMigrate).await?.status;
+        let deadline = Instant::now() + CANCELLING_WAIT;
+        while status == Some(MigrationStatus::Cancelling) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = domain.execute(&QueryMigrate).await?.status;
+        }
+        if status == Some(MigrationStatus::Cancelling) {
+            return Err(refused(
+                name,
+                "migrate",
+                "the previous migration is still being cancelled; the next pass tries again",
+            ));
+        }
         // Idempotent: a migration already under way (or done) is not started twice.
-        if migration::is_started(domain.execute(&QueryMigrate).await?.status) {
+        if migration::is_started(status) {
             return Ok(());
         }
         let events = CapabilityState {
