@@ -4,59 +4,11 @@
 //! against the lab, as the README shows it, and does what its comment there says.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `herdctl` with the lab directory and context file of this test only.
-fn herdctl(lab: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_herdctl"))
-        .args(args)
-        .env("HERD_LAB", lab.join("lab"))
-        .env("HERD_CONTEXT", lab.join("context.yaml"))
-        .env_remove("HERD_ETCD_ENDPOINTS")
-        .env_remove("HERD_PREFIX")
-        .output()
-        .expect("herdctl runs")
-}
+mod lab_common;
 
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Live processes whose command line names `needle`.
-fn processes_mentioning(needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'));
-        let cmdline = String::from_utf8_lossy(
-            &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
-        )
-        .replace('\0', " ");
-        if !zombie && pid != std::process::id() && cmdline.contains(needle) {
-            found.push(format!("{pid}: {cmdline}"));
-        }
-    }
-    found
-}
-
-/// Stops the lab even when the test fails.
-struct Down<'a>(&'a Path);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        herdctl(self.0, &["down"]);
-    }
-}
+use lab_common::{Down, command, herdctl, herdctl_in, processes_with, text};
 
 #[test]
 fn up_runs_the_seed_demo_to_one_migration_and_down_leaves_nothing_running() {
@@ -135,7 +87,7 @@ fn up_runs_the_seed_demo_to_one_migration_and_down_leaves_nothing_running() {
 
     run_the_readme_tour(root);
     std::thread::sleep(Duration::from_millis(500));
-    let left = processes_mentioning(&root.display().to_string());
+    let left = processes_with(&[&root.display().to_string()]);
     assert!(left.is_empty(), "processes of the lab still run: {left:#?}");
 }
 
@@ -254,27 +206,10 @@ fn run_the_readme_tour(root: &Path) {
     }
 }
 
-/// `herdctl` run from `dir`, as the README's reader runs it from the repository.
-fn herdctl_in(root: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_herdctl"))
-        .args(args)
-        .current_dir(dir)
-        .env("HERD_LAB", root.join("lab"))
-        .env("HERD_CONTEXT", root.join("context.yaml"))
-        .env_remove("HERD_ETCD_ENDPOINTS")
-        .env_remove("HERD_PREFIX")
-        .output()
-        .expect("herdctl runs")
-}
-
 /// What a streaming `herdctl` command printed in `period`, after which it is stopped.
 fn watch_for(root: &Path, args: &[&str], period: Duration) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herdctl"))
+    let mut child = command(root)
         .args(args)
-        .env("HERD_LAB", root.join("lab"))
-        .env("HERD_CONTEXT", root.join("context.yaml"))
-        .env_remove("HERD_ETCD_ENDPOINTS")
-        .env_remove("HERD_PREFIX")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -9,37 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use herd_crds::Object;
-use herd_crds::volume::{VolumePhase, VolumeSpec, VolumeStatus};
 use herd_store::Store;
-use herd_store::txn::Precondition;
 
-/// `herdctl` with the lab directory and context file of this test only.
-fn herdctl(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_herdctl"))
-        .args(args)
-        .env("HERD_LAB", root.join("lab"))
-        .env("HERD_CONTEXT", root.join("context.yaml"))
-        .env_remove("HERD_ETCD_ENDPOINTS")
-        .env_remove("HERD_PREFIX")
-        .output()
-        .expect("herdctl runs")
-}
+mod lab_common;
 
-fn text(output: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
+use lab_common::{Down, herdctl, processes_with, text};
 
-/// Stops the lab even when the test fails, and the NBD server the test started.
-struct Down<'a>(&'a Path);
+/// Stops the NBD server the test started (the lab's own `Down` stops the lab).
+struct StopNbd<'a>(&'a Path);
 
-impl Drop for Down<'_> {
+impl Drop for StopNbd<'_> {
     fn drop(&mut self) {
-        herdctl(self.0, &["down"]);
         let image = self.0.join("images").display().to_string();
         let _ = Command::new("pkill").args(["-f", &image]).status();
     }
@@ -88,27 +68,7 @@ fn namespace_of(path: &Path) -> (u64, u64) {
 
 /// Live QEMU processes whose command line names `needle`, with their command lines.
 fn qemus(needle: &str) -> Vec<(u32, String)> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if stat
-            .rsplit_once(") ")
-            .is_some_and(|(_, rest)| rest.starts_with('Z'))
-        {
-            continue;
-        }
-        let cmdline = String::from_utf8_lossy(
-            &std::fs::read(entry.path().join("cmdline")).unwrap_or_default(),
-        )
-        .replace('\0', " ");
-        if cmdline.contains("qemu-system") && cmdline.contains(needle) {
-            found.push((pid, cmdline));
-        }
-    }
-    found
+    processes_with(&["qemu-system", needle])
 }
 
 fn wait_for(what: &str, seconds: u64, mut check: impl FnMut() -> Option<String>) -> String {
@@ -135,19 +95,7 @@ async fn shared_disk(root: &Path, host: IpAddr, store: &Store) -> PathBuf {
     assert!(made.status.success(), "{}", text(&made));
     let image = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
     let endpoint = herd_tests::serve_nbd_on(&image, "counter-disk", host).unwrap();
-    let spec: VolumeSpec = herd_crds::yaml::from_str("sizeMiB: 1").unwrap();
-    store
-        .create(&Object::new("counter-disk", spec))
-        .await
-        .unwrap();
-    let status = VolumeStatus {
-        phase: VolumePhase::Ready,
-        path: Some(image.display().to_string()),
-        endpoint: Some(endpoint),
-        conditions: vec![],
-    };
-    store
-        .put_status::<VolumeSpec>("counter-disk", &status, Precondition::Absent)
+    herd_tests::ready_volume(store, "counter-disk", &image, &endpoint)
         .await
         .unwrap();
     image
@@ -163,6 +111,7 @@ async fn with_netns_a_migration_crosses_the_link_to_the_targets_namespace() {
     );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    let _nbd = StopNbd(root);
     let _down = Down(root);
     let up = herdctl(root, &["up", "--driver", "qemu", "--nodes", "2", "--netns"]);
     assert!(up.status.success(), "{}", text(&up));

@@ -20,12 +20,10 @@ use herd_agent::test_guests::TestGuest;
 use herd_crds::migration::MigrationPhase;
 use herd_crds::node::{Capacity, NodeSpec};
 use herd_crds::virtual_machine::VmState;
-use herd_crds::volume::{VolumePhase, VolumeSpec, VolumeStatus};
 use herd_crds::{
     ClusterPolicy, Event, MigrationSpec, Node, Object, VirtualMachine, VirtualMachineSpec,
 };
 use herd_store::Store;
-use herd_store::txn::Precondition;
 use herd_tests::{EtcdServer, unique_prefix};
 
 const NODES: [&str; 3] = ["ferby", "gerby", "herby"];
@@ -60,17 +58,7 @@ async fn declare_nodes(store: &Store) -> Result<()> {
 async fn spin_disk(store: &Store, dir: &std::path::Path) -> Result<()> {
     let image = TestGuest::Spin.write_image(dir)?;
     let endpoint = serve_nbd(&image, "spin-disk")?;
-    let spec: VolumeSpec = herd_crds::yaml::from_str("sizeMiB: 1")?;
-    store.create(&Object::new("spin-disk", spec)).await?;
-    let status = VolumeStatus {
-        phase: VolumePhase::Ready,
-        path: Some(image.display().to_string()),
-        endpoint: Some(endpoint),
-        conditions: vec![],
-    };
-    store
-        .put_status::<VolumeSpec>("spin-disk", &status, Precondition::Absent)
-        .await?;
+    herd_tests::ready_volume(store, "spin-disk", &image, &endpoint).await?;
     Ok(())
 }
 
@@ -195,7 +183,9 @@ async fn three_spinning_guests_on_one_node_end_one_per_node_and_stay() -> Result
     // predicted effect (never a hot target), and the VMs considered.
     for migration in store.list_with_status::<MigrationSpec>().await? {
         let status = migration.status.expect("a status");
-        let decision = status.decision.expect("a balancer migration keeps its decision");
+        let decision = status
+            .decision
+            .expect("a balancer migration keeps its decision");
         assert_eq!(
             decision.points_history.last().map(|s| s.points),
             Some(5),
@@ -205,7 +195,10 @@ async fn three_spinning_guests_on_one_node_end_one_per_node_and_stay() -> Result
         assert!(decision.predicted.source_before.hot, "{decision:?}");
         assert!(!decision.predicted.target_after.hot, "{decision:?}");
         assert!(
-            decision.candidates.iter().any(|c| c.vm == migration.spec.vm),
+            decision
+                .candidates
+                .iter()
+                .any(|c| c.vm == migration.spec.vm),
             "{decision:?}"
         );
     }

@@ -16,7 +16,6 @@ use herd_crds::cluster_policy::ClusterPolicySpec;
 use herd_crds::migration::{MigrationPhase, MigrationSpec, MigrationStatus};
 use herd_crds::node::NodeSpec;
 use herd_crds::virtual_machine::VmState;
-use herd_crds::volume::{VolumePhase, VolumeSpec, VolumeStatus};
 use herd_crds::{
     ClusterPolicy, Migration, Node, Object, VirtualMachine, VirtualMachineSpec, Volume,
 };
@@ -67,20 +66,7 @@ impl Lab {
         std::fs::create_dir_all(&images)?;
         let image = guest.write_image(&images)?;
         let endpoint = serve_nbd(&image, name)?;
-        let spec = VolumeSpec {
-            size_mib: 1,
-            ..herd_crds::yaml::from_str("sizeMiB: 1")?
-        };
-        self.store.create(&Object::new(name, spec)).await?;
-        let status = VolumeStatus {
-            phase: VolumePhase::Ready,
-            path: Some(image.display().to_string()),
-            endpoint: Some(endpoint),
-            conditions: vec![],
-        };
-        self.store
-            .put_status::<VolumeSpec>(name, &status, Precondition::Absent)
-            .await?;
+        herd_tests::ready_volume(&self.store, name, &image, &endpoint).await?;
         Ok(())
     }
 

@@ -10,8 +10,10 @@ pub mod etcd;
 pub mod hollow;
 pub mod nbd;
 pub mod poll;
+pub mod volumes;
 
 pub use binaries::binary;
 pub use etcd::{EtcdServer, etcdctl, unique_prefix};
 pub use nbd::{serve_nbd, serve_nbd_on};
 pub use poll::eventually;
+pub use volumes::ready_volume;
