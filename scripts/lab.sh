@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HERD_LAB=${HERD_LAB:-$PWD/.lab}
 export HERD_CONTEXT=${HERD_CONTEXT:-$HERD_LAB.context.yaml}
-HERDCTL=$PWD/target/release/herdctl
+HERDCTL=${CARGO_TARGET_DIR:-$PWD/target}/release/herdctl
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 if [ "${1:-up}" = down ]; then
