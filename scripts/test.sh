@@ -14,6 +14,9 @@ fi
 cargo test --workspace --doc
 # The storage role end to end: a real debootstrapped Debian image booted under QEMU (~4 min).
 bash scripts/storage-e2e.sh
+# herd on a real Xen 4.17 host booted in QEMU/TCG: one host, a PV guest's whole life through
+# herd (~2 min, plus ~2 min to build the cached dom0 image the first time; docs/xen.md).
+bash tests/xen-lab/run.sh
 # The README's first command, as a newcomer runs it: the lab and the seed's demo (fails unless
 # exactly one VM moves), in a lab directory of its own; then down --purge.
 lab=$(mktemp -d)

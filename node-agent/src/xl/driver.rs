@@ -6,7 +6,7 @@
 //! VM's uid), the NBD links in the disk link directory. Only outgoing migrations and the last
 //! CPU reading are held in memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io::Read;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use herd_crds::Validate;
 use herd_crds::assignment::{DiskSource, DomainSpec};
 
 use crate::hypervisor::{
-    DomainInfo, HostInfo, HostSample, Hypervisor, HypervisorError, IncomingEndpoint,
+    DomainInfo, DomainState, HostInfo, HostSample, Hypervisor, HypervisorError, IncomingEndpoint,
     MigrationParams, MigrationProgress,
 };
 
@@ -50,10 +50,14 @@ struct Inner {
     runner: Runner,
     nbd: NbdAttacher,
     jobs: MigrationJobs,
-    /// VMs prepared to receive a migration whose domain has not arrived yet. `xl migrate`
-    /// creates the receiving domain only when the source connects, so until then the driver
-    /// itself reports each of these as an `Incoming` domain (the agent hangs the endpoint on it).
-    incoming: Mutex<BTreeSet<String>>,
+    /// Domains xl does not list but herd's migration protocol needs to see, by VM name:
+    /// - `Incoming`: prepared to receive a migration. `xl migrate` creates the receiving domain
+    ///   only when the source connects; the agent hangs the target's endpoint on this entry.
+    /// - `Paused`: migrated away. `xl migrate` destroys the sending copy when it succeeds; the
+    ///   agent reports the completed migration on this entry, as on QEMU's paused source.
+    ///
+    /// An entry goes when xl lists a domain of that name, or when the VM is destroyed here.
+    stand_ins: Mutex<BTreeMap<String, DomainState>>,
     /// The vCPU times of the last sample, the baseline of the next.
     last_sample: Mutex<Option<VcpuTimes>>,
     clock: Instant,
@@ -80,7 +84,7 @@ impl XlDriver {
             runner,
             nbd,
             jobs: MigrationJobs::default(),
-            incoming: Mutex::new(BTreeSet::new()),
+            stand_ins: Mutex::new(BTreeMap::new()),
             last_sample: Mutex::new(None),
             clock: Instant::now(),
         };
@@ -189,12 +193,15 @@ impl Inner {
             percent
         };
         let mut domains = observe::assemble(observation, &percent, |name| self.recorded_uid(name));
-        let mut incoming = self.incoming.lock().unwrap_or_else(PoisonError::into_inner);
-        incoming.retain(|name| !domains.iter().any(|d| &d.name == name));
+        let mut stand_ins = self
+            .stand_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        stand_ins.retain(|name, _| !domains.iter().any(|d| &d.name == name));
         domains.extend(
-            incoming
+            stand_ins
                 .iter()
-                .map(|name| observe::awaited(name, self.recorded_uid(name))),
+                .map(|(name, state)| observe::stand_in(name, self.recorded_uid(name), *state)),
         );
         (domains, percent)
     }
@@ -267,7 +274,7 @@ impl Inner {
 
     /// Detaches `name`'s NBD disks and removes its config: after it is gone from this host.
     async fn forget(&self, name: &str) -> Result<(), HypervisorError> {
-        self.incoming
+        self.stand_ins
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
@@ -443,10 +450,10 @@ impl Inner {
         }
         let endpoint = migration::endpoint(&host).map_err(|e| refused(&spec.name, operation, e))?;
         self.install(&spec.name, &plan).await?;
-        self.incoming
+        self.stand_ins
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(spec.name.clone());
+            .insert(spec.name.clone(), DomainState::Incoming);
         Ok(endpoint)
     }
 
@@ -497,6 +504,29 @@ impl Inner {
     }
 
     /// The background half of `migrate_out`: runs `xl migrate` to its end.
+    /// Whether the domain moved although `xl migrate` exited with an error. xl destroys the
+    /// sending copy only after the target has reported that the domain started there, so when
+    /// no copy of `name` is left here the domain runs on the target, whatever the exit status.
+    /// Then this host is cleaned up as after a success and reports the `Paused` stand-in.
+    async fn moved_despite(&self, name: &str, error: &RunError) -> bool {
+        let left_here = match self.listed().await {
+            Ok(listed) => listed.iter().any(|d| base_name(&d.name).0 == name),
+            Err(_) => true,
+        };
+        if left_here {
+            return false;
+        }
+        tracing::warn!(domain = name, %error, "xl migrate failed, but the domain has left this host for the target");
+        if let Err(error) = self.forget(name).await {
+            tracing::warn!(domain = name, %error, "the domain moved, but detaching its disks here failed");
+        }
+        self.stand_ins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), DomainState::Paused);
+        true
+    }
+
     async fn run_migration(self: Arc<Self>, name: String, host: String, mut handle: JobHandle) {
         let command = commands::migrate(&self.settings.migration_transport, &name, &host);
         let result = self
@@ -508,15 +538,28 @@ impl Inner {
                 if let Err(error) = self.forget(&name).await {
                     tracing::warn!(domain = name, %error, "the domain moved, but detaching its disks here failed");
                 }
+                self.stand_ins
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(name.clone(), DomainState::Paused);
                 JobState::Completed {
                     total: handle.elapsed(),
                 }
             }
             Err(RunError::Cancelled { .. }) => JobState::Cancelled,
-            Err(error) => JobState::Failed {
-                message: error.to_string(),
-            },
+            Err(error) => {
+                if self.moved_despite(&name, &error).await {
+                    JobState::Completed {
+                        total: handle.elapsed(),
+                    }
+                } else {
+                    JobState::Failed {
+                        message: error.to_string(),
+                    }
+                }
+            }
         };
+        tracing::info!(domain = name, ?state, "xl migrate ended");
         handle.finish(state);
     }
 

@@ -7,9 +7,11 @@
 //! `xl info` with pure parsers ([`list`], [`list_long`], [`vcpu_list`], [`info`]). `xentop -b`
 //! has a parser too ([`xentop`]), for an optional cross-check (`XlDriver::xentop`).
 //!
-//! Xen cannot run on the machines herd is developed on. This driver is built for real and
-//! tested against output written in the Xen 4.17 formats (`tests/fixtures/xl/`) and a fake `xl`
-//! script (`tests/xl_contract.rs`), not against a live Xen host: see `docs/xen.md`.
+//! The driver runs for real in the Xen lab (`tests/xen-lab/`): Xen 4.17 hosts booted as QEMU
+//! guests, where herd creates, pauses, migrates and destroys a PV guest. Its parsers are tested
+//! against output captured there (`tests/fixtures/xl/real/`) and against output written in the
+//! 4.17 formats (`tests/fixtures/xl/`); `tests/xl_contract.rs` drives it with a fake `xl`
+//! script. See `docs/xen.md`.
 
 pub mod commands;
 pub mod config;
@@ -30,6 +32,8 @@ pub mod xentop;
 
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod real_fixture_tests;
 
 pub use config::{ConfigError, GuestType, LifecycleAction, RenderOptions};
 pub use driver::XlDriver;

@@ -40,11 +40,14 @@ pub fn base_name(xl_name: &str) -> (&str, Option<DomainState>) {
 }
 
 /// The VM uid of a domain: the uid herd recorded in its config when that uid could not be the
-/// domain's UUID, otherwise the UUID xl reports (herd sets it to the uid).
+/// domain's UUID, otherwise the UUID xl reports (herd sets it to the uid), and the recorded one
+/// when xl reports none. A real 4.17 host has no `xl list -l` entry for a `NAME--incoming`
+/// copy until `xl migrate-receive` has the whole stream.
 pub fn recover_uid(xl_uuid: Option<&str>, recorded: Option<&str>) -> Option<String> {
-    match recorded {
-        Some(uid) if !parse::is_uuid(uid) => Some(uid.to_string()),
-        _ => xl_uuid.map(str::to_string),
+    match (recorded, xl_uuid) {
+        (Some(uid), _) if !parse::is_uuid(uid) => Some(uid.to_string()),
+        (_, Some(uuid)) => Some(uuid.to_string()),
+        (recorded, None) => recorded.map(str::to_string),
     }
 }
 
@@ -98,21 +101,22 @@ pub fn assemble(
         .collect()
 }
 
-/// A VM prepared to receive a migration whose domain xl has not created yet: reported as an
-/// `Incoming` domain without a domid (`-`), like QEMU's `-incoming` process that waits.
-pub fn awaited(name: &str, uid: Option<String>) -> DomainInfo {
+/// A domain the driver reports although xl lists none (see `XlDriver`'s stand-ins): a VM
+/// prepared to receive a migration (`Incoming`), or one that migrated away (`Paused`), like
+/// QEMU's waiting `-incoming` process and its paused source. It has no domid: its id is `-`.
+pub fn stand_in(name: &str, uid: Option<String>, state: DomainState) -> DomainInfo {
     DomainInfo {
         name: name.to_string(),
         uid,
-        id: AWAITED_ID.to_string(),
-        state: DomainState::Incoming,
+        id: STAND_IN_ID.to_string(),
+        state,
         cpu_percent: 0.0,
         vcpus: Vec::new(),
     }
 }
 
-/// The id of a domain that is awaited, not yet created.
-pub const AWAITED_ID: &str = "-";
+/// The id of a stand-in: it has no domid.
+pub const STAND_IN_ID: &str = "-";
 
 fn placements(
     rows: &[VcpuRow],
@@ -257,5 +261,40 @@ mod tests {
             ("small-1", Some(DomainState::Other))
         );
         assert_eq!(base_name("small-1"), ("small-1", None));
+    }
+
+    #[test]
+    fn a_domain_without_a_name_yet_is_not_reported() {
+        // `xl list` on a real 4.17 host while `xl create` builds a domain.
+        let observation = Observation {
+            list: vec![
+                listed("Domain-0", 0, "r-----"),
+                listed("(null)", 2, "--p---"),
+            ],
+            configs: Vec::new(),
+            vcpus: Vec::new(),
+        };
+        assert!(assemble(&observation, &BTreeMap::new(), |_| None).is_empty());
+    }
+
+    #[test]
+    fn a_stand_in_has_no_domid() {
+        let stand_in = stand_in("small-1", Some("u1".into()), DomainState::Incoming);
+        assert_eq!(
+            (
+                stand_in.id.as_str(),
+                stand_in.state,
+                stand_in.uid.as_deref()
+            ),
+            (STAND_IN_ID, DomainState::Incoming, Some("u1"))
+        );
+    }
+
+    #[test]
+    fn the_recorded_uid_stands_in_when_xl_has_no_uuid() {
+        let uuid = "6f1c2a4e-93b0-4d5e-8a7f-0c1d2e3f4a5b";
+        assert_eq!(recover_uid(None, Some(uuid)).as_deref(), Some(uuid));
+        assert_eq!(recover_uid(Some(uuid), None).as_deref(), Some(uuid));
+        assert_eq!(recover_uid(None, None), None);
     }
 }
