@@ -28,6 +28,28 @@ fn herdctl(args: &[&str]) -> Output {
         .expect("herdctl runs")
 }
 
+/// `herdctl balance simulate --traces TRACES more…`.
+fn simulate(traces: &str, more: &[&str]) -> Output {
+    let mut args = vec!["balance", "simulate", "--traces", traces];
+    args.extend_from_slice(more);
+    herdctl(&args)
+}
+
+/// A ClusterPolicy manifest `name` in `dir` whose `spec.balancer` holds `balancer` (YAML
+/// lines, indented four spaces); returns its path.
+fn policy_file(dir: &Path, name: &str, balancer: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: herd.dev/v1alpha1\nkind: ClusterPolicy\nmetadata:\n  name: default\n\
+             spec:\n  balancer:\n{balancer}"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -100,18 +122,10 @@ fn simulate_replays_each_day_of_a_folder_of_days_and_prints_json() {
     write_day(&root.path().join("day-2"));
     std::fs::write(root.path().join("README.md"), "not a trace").unwrap();
     let traces = root.path().to_str().unwrap();
-    let output = herdctl(&[
-        "balance",
-        "simulate",
-        "--traces",
+    let output = simulate(
         traces,
-        "--hosts",
-        "5",
-        "--runs",
-        "none,seed",
-        "-o",
-        "json",
-    ]);
+        &["--hosts", "5", "--runs", "none,seed", "-o", "json"],
+    );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let days = json["days"].as_array().unwrap();
@@ -123,7 +137,7 @@ fn simulate_replays_each_day_of_a_folder_of_days_and_prints_json() {
     assert_eq!(runs[0]["migrations"], 0);
     assert_eq!(json["policy"]["balancer"]["thresholdPercent"], 80.0);
 
-    let only_first = herdctl(&["balance", "simulate", "--traces", traces, "--days", "1"]);
+    let only_first = simulate(traces, &["--days", "1"]);
     assert!(only_first.status.success(), "{}", text(&only_first.stderr));
     assert_eq!(
         text(&only_first.stdout).matches("PlanetLab replay").count(),
@@ -137,43 +151,20 @@ fn simulate_uses_the_policy_file_and_names_its_mistakes() {
     write_day(&dir.path().join("traces"));
     let traces = dir.path().join("traces");
     let traces = traces.to_str().unwrap();
-    let header = "apiVersion: herd.dev/v1alpha1\nkind: ClusterPolicy\nmetadata:\n  name: default\n";
 
-    let good = dir.path().join("policy.yaml");
-    std::fs::write(
-        &good,
-        format!("{header}spec:\n  balancer:\n    thresholdPercent: 95\n"),
-    )
-    .unwrap();
-    let output = herdctl(&[
-        "balance",
-        "simulate",
-        "--traces",
-        traces,
-        "--hosts",
-        "5",
-        "--policy",
-        good.to_str().unwrap(),
-    ]);
+    let good = policy_file(dir.path(), "policy.yaml", "    thresholdPercent: 95\n");
+    let output = simulate(traces, &["--hosts", "5", "--policy", &good]);
     let table = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(table.contains("threshold 95%"), "{table}");
     assert!(table.contains("host-time over 95% (%)"), "{table}");
 
-    let bad = dir.path().join("bad.yaml");
-    std::fs::write(
-        &bad,
-        format!("{header}spec:\n  balancer:\n    thresholdPercent: 95\n    pointsToTriger: 3\n"),
-    )
-    .unwrap();
-    let output = herdctl(&[
-        "balance",
-        "simulate",
-        "--traces",
-        traces,
-        "--policy",
-        bad.to_str().unwrap(),
-    ]);
+    let bad = policy_file(
+        dir.path(),
+        "bad.yaml",
+        "    thresholdPercent: 95\n    pointsToTriger: 3\n",
+    );
+    let output = simulate(traces, &["--policy", &bad]);
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty(), "nothing is replayed");
     let error = text(&output.stderr);
@@ -182,12 +173,12 @@ fn simulate_uses_the_policy_file_and_names_its_mistakes() {
         "{error}"
     );
     assert!(
-        error.contains(&format!("{}:8 (document 1)", bad.display())),
+        error.contains(&format!("{bad}:8 (document 1)")),
         "names the file and line: {error}"
     );
     assert!(error.contains("pointsToTriger"), "names the field: {error}");
 
-    let missing = herdctl(&["balance", "simulate", "--traces", "/nonexistent/traces"]);
+    let missing = simulate("/nonexistent/traces", &[]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
         text(&missing.stderr)
