@@ -148,6 +148,14 @@ fn run_the_readme_tour(root: &Path) {
                 );
             }
             ["get", "events"] => assert!(run().contains("RequestHelp"), "{command}"),
+            ["describe", "node", name] => {
+                let described = run();
+                assert!(described.contains("Name:") && described.contains(name));
+                // ferby was hot in the demo, so the controller published its points and their history.
+                assert!(described.contains("Balancer:"), "{described}");
+                assert!(described.contains("Points:"), "{described}");
+                assert!(described.contains("History"), "{described}");
+            }
             ["describe", "vm", name] => {
                 let described = run();
                 assert!(described.contains(name), "{described}");
