@@ -390,6 +390,13 @@ impl Controller {
             let _ = target;
             return Err(Refusal::Started);
         }
+        if self.is_counted(&migration.metadata.name) {
+            // Counted already: an earlier pass started it, and the cache still shows it
+            // Pending. Trying again would fail its compare-and-swap, and the clean-up of that
+            // failure would uncount a migration that is under way (seen: 3 out of a node whose
+            // limit is 2).
+            return Err(Refusal::Started);
+        }
         self.within_limits(&migration.metadata.name, &source)?;
         let target = self
             .choose_target(&vm, &source, migration.spec.target_node.as_deref())
@@ -424,6 +431,14 @@ impl Controller {
         }
         in_flight.insert(name.to_owned(), source.to_owned());
         Ok(())
+    }
+
+    /// Whether `name` counts against the limits (it was started and has not ended).
+    fn is_counted(&self, name: &str) -> bool {
+        self.in_flight
+            .lock()
+            .expect("in-flight lock")
+            .contains_key(name)
     }
 
     /// `name` no longer counts against the limits.
