@@ -39,7 +39,15 @@ fi
 
 say "herdctl apply -f manifests/examples/seed-demo/"
 "$HERDCTL" apply -f manifests/examples/seed-demo/
+for _ in $(seq 30); do
+  "$HERDCTL" get vms -l demo=seed | awk 'NR > 1 && $3 == "<none>" { found = 1 } END { exit !found }' || break
+  sleep 1
+done
 "$HERDCTL" get vms
+if "$HERDCTL" get vms -l demo=seed | awk 'NR > 1 && $3 != "ferby" { found = 1 } END { exit !found }'; then
+  echo "FAILED: the demo's five busy VMs should all start on ferby (the node with the most memory)" >&2
+  exit 1
+fi
 
 say "Waiting for ferby to ask for help (5 points of 2 s samples) and one VM to move"
 for _ in $(seq 90); do

@@ -29,6 +29,23 @@ fn up_runs_the_seed_demo_to_one_migration_and_down_leaves_nothing_running() {
     let apply = herdctl(root, &["apply", "-f", demo.to_str().unwrap()]);
     assert!(apply.status.success(), "{}", text(&apply));
 
+    // The seed's start: all five busy VMs on ferby, placed by the node specs applied with them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let placed = loop {
+        let vms = text(&herdctl(root, &["get", "vms", "-l", "demo=seed"]));
+        let nodes: Vec<&str> = vms
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(2))
+            .collect();
+        if nodes.len() == 5 && nodes.iter().all(|n| *n != "<none>" && *n != "-") {
+            break (nodes.iter().all(|n| *n == "ferby"), vms);
+        }
+        assert!(Instant::now() < deadline, "not all placed: {vms}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(placed.0, "every busy VM starts on ferby:\n{}", placed.1);
+
     // The seed's story: ferby asks for help, herby offers, ferby accepts, one VM moves.
     let deadline = Instant::now() + Duration::from_secs(90);
     let migrations = loop {

@@ -26,6 +26,9 @@ use crate::render::render_assignment;
 use crate::scheduler::{NodeView, Placement, schedule};
 use crate::vm_plan::{FINALIZER, NodeReport, Observed, RELEASED_FROM, VmAction, plan_vm};
 
+/// How long a placement waits for the node cache to catch up with the store.
+const NODE_CACHE_WAIT: Duration = Duration::from_secs(5);
+
 /// How often every VM is reconciled even without a change (a missed event's safety net).
 pub const RESYNC_PERIOD: Duration = Duration::from_secs(30);
 
@@ -242,6 +245,9 @@ impl Controller {
                     .map(|a| (node, (*a).clone()))
             })
             .collect();
+        if vm.is_some() && assignments.is_empty() && !self.ledger_places(name) {
+            self.wait_for_current_nodes().await?;
+        }
         let action = {
             let report = |node: &str| self.report(node, name);
             let observed = Observed {
@@ -265,6 +271,36 @@ impl Controller {
             debug!(vm = %name, ?action, "applying");
         }
         self.apply(name, vm.as_deref(), action).await
+    }
+
+    fn ledger_places(&self, vm: &str) -> bool {
+        self.ledger
+            .lock()
+            .expect("ledger lock")
+            .node_of(vm)
+            .is_some()
+    }
+
+    /// Before a VM is placed: waits until the node cache holds every node write in the store.
+    /// Each key range has a watch of its own, so without this a VM created just after a node
+    /// change (one `herdctl apply` of both) could be placed by the node's old spec.
+    async fn wait_for_current_nodes(&self) -> Result<(), StoreError> {
+        let newest = self
+            .store
+            .last_modified(&self.store.keys().objects(herd_crds::Node::PLURAL))
+            .await?;
+        let mut nodes = self.caches.nodes.clone();
+        if tokio::time::timeout(NODE_CACHE_WAIT, nodes.wait_for(newest))
+            .await
+            .is_err()
+        {
+            warn!(
+                newest,
+                cached = nodes.revision(),
+                "node cache still behind the store; placing with what it holds"
+            );
+        }
+        Ok(())
     }
 
     fn report(&self, node: &str, vm: &str) -> Option<NodeReport> {

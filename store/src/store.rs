@@ -47,4 +47,20 @@ impl Store {
             .await?;
         Ok(response.header().map_or(0, |h| h.revision()))
     }
+
+    /// The revision of the newest write to a key still under `prefix` (0 when it holds none).
+    /// A cache of the range that reflects this revision holds every value stored there now —
+    /// the barrier to pass before acting on one cache because of a change seen in another.
+    pub async fn last_modified(&self, prefix: &str) -> Result<Revision, StoreError> {
+        let options = etcd_client::GetOptions::new()
+            .with_range(crate::keys::range_end(prefix))
+            .with_keys_only()
+            .with_sort(
+                etcd_client::SortTarget::Mod,
+                etcd_client::SortOrder::Descend,
+            )
+            .with_limit(1);
+        let response = self.client().get(prefix, Some(options)).await?;
+        Ok(response.kvs().first().map_or(0, |kv| kv.mod_revision()))
+    }
 }

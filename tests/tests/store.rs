@@ -75,6 +75,28 @@ async fn create_update_delete_round_trip() -> Result<()> {
 }
 
 #[tokio::test]
+async fn last_modified_is_the_newest_write_still_in_the_range() -> Result<()> {
+    let etcd = EtcdServer::start()?;
+    let store = store(&etcd).await?;
+    let nodes = store.keys().objects(Node::PLURAL);
+    assert_eq!(store.last_modified(&nodes).await?, 0, "an empty range");
+
+    let ferby = store.create(&node("ferby")).await?;
+    store.create(&node("gerby")).await?;
+    let mut cordoned = ferby.clone();
+    cordoned.spec.unschedulable = true;
+    let cordoned = store.update(&cordoned).await?;
+    store.create(&vm("small-1", 64)).await?;
+
+    assert_eq!(
+        store.last_modified(&nodes).await?,
+        cordoned.metadata.revision().unwrap(),
+        "the update of ferby is the newest node write; the later VM is another range"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn cas_conflict_loses_and_the_losers_write_is_not_applied() -> Result<()> {
     let etcd = EtcdServer::start()?;
     let store = store(&etcd).await?;
