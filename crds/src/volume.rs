@@ -58,6 +58,37 @@ pub struct Image {
     /// Format swap instead of a filesystem.
     #[serde(default)]
     pub swap: bool,
+    /// Copy a disk image from the storage host's library instead of building one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<LibraryImage>,
+}
+
+/// A disk image file in the storage host's library directory (`<storage-dir>/library/`), put
+/// there by its operator. Named, never a path: a Volume's author cannot reach other files of
+/// the host (a path would let anyone who may write a Volume export, say, `/etc/shadow`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LibraryImage {
+    /// File name in the library, such as `debian-12.qcow2`.
+    pub name: String,
+    /// The file's format, as written (never guessed from its contents).
+    #[serde(default = "raw")]
+    pub format: VolumeFormat,
+}
+
+fn raw() -> VolumeFormat {
+    VolumeFormat::Raw
+}
+
+/// Whether `name` can be a file name in the library: letters, digits, `.`, `_`, `-`, not
+/// starting with `.` (so neither `..` nor hidden files), at most 255 bytes.
+pub fn is_library_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -145,6 +176,20 @@ impl Validate for VolumeSpec {
                 "must be a DNS host name",
             );
         }
+        if let Some(library) = &image.library {
+            let at = at.child("library");
+            errors.check(
+                is_library_name(&library.name),
+                at.child("name"),
+                "must be a file name in the storage host's library (letters, digits, '.', '_', \
+                 '-'; no '/', not starting with '.')",
+            );
+            errors.check(
+                image.debootstrap.is_none() && !image.swap && image.hostname.is_none(),
+                at.clone(),
+                "a library image is copied as it is: remove debootstrap, swap and hostname",
+            );
+        }
         if let Some(debootstrap) = &image.debootstrap {
             let at = at.child("debootstrap");
             let suite_ok = crate::names::is_dns_label(&debootstrap.suite);
@@ -167,5 +212,39 @@ impl Validate for VolumeSpec {
                 "a swap volume cannot hold a debootstrap image",
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_names_cannot_leave_the_library() {
+        for good in ["spin.raw", "debian-12_generic.qcow2", "a"] {
+            assert!(is_library_name(good), "{good:?}");
+        }
+        let long = "a".repeat(256);
+        for bad in [
+            "",
+            "..",
+            ".hidden",
+            "../x",
+            "a/b",
+            "/etc/shadow",
+            "a b",
+            "é",
+            &long,
+        ] {
+            assert!(!is_library_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_library_image_is_raw_unless_it_says_otherwise() {
+        let spec: VolumeSpec =
+            crate::yaml::from_str("sizeMiB: 8\nimage: {library: {name: spin.raw}}").unwrap();
+        let library = spec.image.unwrap().library.unwrap();
+        assert_eq!(library.format, VolumeFormat::Raw);
     }
 }

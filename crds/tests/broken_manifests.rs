@@ -75,6 +75,8 @@ const CASES: &[Case] = &[
     case("kernel-path-newline.yaml", D1, Some(9), Some("spec.boot.kernel"), "must be an absolute path without control characters"),
     case("bridge-shell-metacharacters.yaml", D1, Some(10), Some("spec.networks[0].bridge"), "must be a Linux interface name"),
     case("lvm-qcow2.yaml", D1, Some(9), Some("spec.format"), "must be raw for the lvm backend"),
+    case("library-path-traversal.yaml", D1, Some(10), Some("spec.image.library.name"), "must be a file name in the storage host's library"),
+    case("library-with-debootstrap.yaml", D1, Some(10), Some("spec.image.library"), "a library image is copied as it is"),
     case("second-document-invalid.yaml", Some(2), Some(15), Some("spec.memoryMiB"), "must be at least 16 (got 8)"),
     // Hostile or unreadable input.
     case("yaml-bomb.yaml", D1, Some(8), Some("metadata.annotations.*"), "aliases (*name) that expand too far"),

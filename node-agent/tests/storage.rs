@@ -255,6 +255,91 @@ async fn volumes_are_created_exported_grown_and_read_back_over_nbd() -> Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_image_is_copied_into_the_volume_and_the_original_left_alone() -> Result<()> {
+    let lab = Lab::new(8);
+    let engine = lab.engine();
+    let library = engine.library().dir().to_path_buf();
+
+    // Not in the library yet: said so, and retried (the operator may still copy it in).
+    let disk = volume(
+        "guest-disk",
+        "{sizeMiB: 8, export: {}, image: {library: {name: golden.qcow2, format: qcow2}}}",
+    );
+    let missing = engine.reconcile(&disk).await;
+    let (reason, message) = missing.error.clone().expect("an error");
+    assert_eq!(reason, "LibraryImageMissing", "{message}");
+    assert!(message.contains("copy the file there"), "{message}");
+    assert!(!missing.permanent);
+    assert_eq!(lab.volumes(), Vec::<String>::new());
+
+    // A qcow2 golden image with a pattern at 1 MiB: the volume is a copy of it, grown to 8 MiB.
+    let golden = library.join("golden.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            golden.to_str().unwrap(),
+            "2M",
+        ],
+    )?;
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "write -P 0x7e 1M 64k",
+            golden.to_str().unwrap(),
+        ],
+    )?;
+    let endpoint = ready(&engine.reconcile(&disk).await)?;
+    assert_eq!(nbd_size(&endpoint)?, 8 * MIB);
+    run(
+        "qemu-io",
+        &["-f", "raw", "-c", "read -P 0x7e 1M 64k", &endpoint],
+    )?;
+
+    // The guest's writes stay in the volume; the library image is unchanged.
+    run(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 0x11 1M 64k", &endpoint],
+    )?;
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "qcow2",
+            "-c",
+            "read -P 0x7e 1M 64k",
+            golden.to_str().unwrap(),
+        ],
+    )?;
+
+    // Bigger than the volume: refused before anything is made.
+    let small = volume(
+        "small",
+        "{sizeMiB: 1, image: {library: {name: golden.qcow2, format: qcow2}}}",
+    );
+    let outcome = engine.reconcile(&small).await;
+    assert_eq!(outcome.error.expect("an error").0, "VolumeTooSmall");
+    assert_eq!(lab.volumes(), vec!["guest-disk.qcow2".to_owned()]);
+
+    // A link out of the library is not followed.
+    std::os::unix::fs::symlink("/etc/passwd", library.join("passwd.raw"))?;
+    let stolen = volume(
+        "stolen",
+        "{sizeMiB: 8, image: {library: {name: passwd.raw}}}",
+    );
+    let outcome = engine.reconcile(&stolen).await;
+    assert_eq!(outcome.error.expect("an error").0, "InvalidImage");
+    assert_eq!(lab.volumes(), vec!["guest-disk.qcow2".to_owned()]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clones_of_a_base_image_are_ready_at_once_each_its_vms_own_and_deleted() -> Result<()> {
     let lab = Lab::new(7);
     let engine = lab.engine();

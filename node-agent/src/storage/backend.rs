@@ -44,6 +44,8 @@ pub enum Source<'a> {
     Empty,
     /// A copy (or, for qcow2 files, a copy-on-write overlay) of this raw base image.
     Base(&'a Path),
+    /// A full copy of this image file of this format (a library image), converted as needed.
+    Copy(&'a Path, VolumeFormat),
 }
 
 /// An incomplete volume, ready to be written to.

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use herd_crds::Resource;
-use herd_crds::volume::{Image, VolumeBackend};
+use herd_crds::volume::{Image, LibraryImage, VolumeBackend};
 use herd_crds::{Validate, VirtualMachine, Volume};
 
 use super::StorageSettings;
@@ -21,6 +21,7 @@ use super::error::StorageError;
 use super::export::Exporter;
 use super::file::FileBackend;
 use super::image::ImageCache;
+use super::library::Library;
 use super::lvm::LvmBackend;
 use super::patch;
 use super::reconcile::{Observed, Outcome, Step, plan};
@@ -33,6 +34,7 @@ pub struct StorageEngine {
     file: FileBackend,
     lvm: Option<LvmBackend>,
     images: ImageCache,
+    library: Library,
     exporter: Exporter,
     runner: Runner,
 }
@@ -46,6 +48,7 @@ enum Content<'a> {
         packages: &'a [String],
         hostname: String,
     },
+    Library(&'a LibraryImage),
 }
 
 /// The host name a volume's guest gets: the image's, else the owning VM's, else the volume's.
@@ -68,6 +71,17 @@ fn content(volume: &Volume) -> Result<Content<'_>, StorageError> {
     };
     match image {
         Image {
+            library: Some(library),
+            debootstrap: None,
+            swap: false,
+            hostname: None,
+        } => Ok(Content::Library(library)),
+        Image {
+            library: Some(_), ..
+        } => Err(StorageError::InvalidImage(
+            "a library image is copied as it is: remove debootstrap, swap and hostname".into(),
+        )),
+        Image {
             debootstrap: Some(d),
             swap: false,
             ..
@@ -80,6 +94,7 @@ fn content(volume: &Volume) -> Result<Content<'_>, StorageError> {
             debootstrap: None,
             swap: true,
             hostname: None,
+            ..
         } => Ok(Content::Swap),
         Image { swap: true, .. } => Err(StorageError::InvalidImage(
             "a swap volume has neither debootstrap nor hostname".into(),
@@ -106,6 +121,7 @@ impl StorageEngine {
         };
         Ok(Self {
             file: FileBackend::new(dir.join("volumes"), runner.clone())?,
+            library: Library::new(dir.join("library"), runner.clone())?,
             images: ImageCache::new(
                 dir.join("images"),
                 runner.clone(),
@@ -129,6 +145,10 @@ impl StorageEngine {
 
     pub fn images(&self) -> &ImageCache {
         &self.images
+    }
+
+    pub fn library(&self) -> &Library {
+        &self.library
     }
 
     pub fn exporter(&self) -> &Exporter {
@@ -293,6 +313,19 @@ impl StorageEngine {
         backend.check_name(name)?;
         let content = content(volume)?;
         backend.check_space(spec.size_mib).await?;
+        let library = match &content {
+            Content::Library(image) => Some(self.library.open(image).await?),
+            _ => None,
+        };
+        if let Some(file) = &library
+            && spec.size_mib < file.size_mib
+        {
+            return Err(StorageError::TooSmall {
+                what: format!("library {}", file.path.display()),
+                needed_mib: file.size_mib,
+                size_mib: spec.size_mib,
+            });
+        }
         let (base, patches) = match &content {
             Content::Debian {
                 suite, packages, ..
@@ -311,11 +344,13 @@ impl StorageEngine {
                 None,
                 vec![patch::swap_patch(&self.runner, spec.size_mib, &self.dir).await?],
             ),
-            Content::Empty => (None, Vec::new()),
+            Content::Empty | Content::Library(_) => (None, Vec::new()),
         };
-        let source = base
-            .as_ref()
-            .map_or(Source::Empty, |b| Source::Base(&b.path));
+        let source = match (&base, &library) {
+            (Some(base), _) => Source::Base(&base.path),
+            (None, Some(file)) => Source::Copy(&file.path, file.format),
+            (None, None) => Source::Empty,
+        };
         let staged = backend
             .prepare(name, spec.format, spec.size_mib, source)
             .await?;
@@ -371,6 +406,7 @@ mod tests {
             }),
             hostname: hostname.map(str::to_owned),
             swap: false,
+            library: None,
         }
     }
 
@@ -394,6 +430,7 @@ mod tests {
             debootstrap: None,
             hostname: Some("x".into()),
             swap: false,
+            library: None,
         };
         assert_eq!(
             content(&volume(Some(only_hostname)))
@@ -406,8 +443,34 @@ mod tests {
             debootstrap: None,
             hostname: None,
             swap: true,
+            library: None,
         };
         assert!(matches!(content(&volume(Some(swap))), Ok(Content::Swap)));
+        let library = LibraryImage {
+            name: "spin.raw".into(),
+            format: herd_crds::volume::VolumeFormat::Raw,
+        };
+        let named = Image {
+            debootstrap: None,
+            hostname: Some("x".into()),
+            swap: false,
+            library: Some(library.clone()),
+        };
+        assert_eq!(
+            content(&volume(Some(named))).err().unwrap().reason(),
+            "InvalidImage",
+            "a copied image has no system herd would name"
+        );
+        let copied = Image {
+            hostname: None,
+            library: Some(library),
+            ..debian(None)
+        };
+        assert_eq!(
+            content(&volume(Some(copied))).err().unwrap().reason(),
+            "InvalidImage",
+            "a library image and debootstrap at once"
+        );
         assert!(matches!(content(&volume(None)), Ok(Content::Empty)));
     }
 }

@@ -38,6 +38,8 @@ pub enum StorageError {
         needed_mib: u64,
         size_mib: u64,
     },
+    #[error("The storage host's library ({dir}) has no image {name}: copy the file there")]
+    LibraryImageMissing { name: String, dir: String },
     #[error("Invalid image: {0}")]
     InvalidImage(String),
     #[error("Building the {suite} image failed: {message}")]
@@ -73,6 +75,7 @@ impl StorageError {
             Self::UnknownPackages { .. } => "UnknownPackages",
             Self::TooSmall { .. } => "VolumeTooSmall",
             Self::InvalidImage(_) => "InvalidImage",
+            Self::LibraryImageMissing { .. } => "LibraryImageMissing",
             Self::ImageBuild { .. } => "ImageBuildFailed",
             Self::Export { .. } => "ExportFailed",
             Self::Parse { .. } | Self::Io { .. } | Self::Command(_) => "StorageError",

@@ -79,16 +79,26 @@ pub fn create_overlay(path: &Path, base: &Path, size_mib: u64) -> CommandLine {
 
 /// `qemu-img convert` of a raw `base` into a new sparse raw file.
 pub fn copy_raw(base: &Path, path: &Path) -> CommandLine {
+    convert(base, VolumeFormat::Raw, path, VolumeFormat::Raw)
+}
+
+/// `qemu-img convert` of `source` (read as `source_format`, never probed) into a new `path`.
+pub fn convert(
+    source: &Path,
+    source_format: VolumeFormat,
+    path: &Path,
+    format: VolumeFormat,
+) -> CommandLine {
     CommandLine::new(
         "qemu-img",
         [
             "convert",
             "-q",
             "-f",
-            "raw",
+            format_name(source_format),
             "-O",
-            "raw",
-            &path_arg(base),
+            format_name(format),
+            &path_arg(source),
             &path_arg(path),
         ],
     )
@@ -214,6 +224,11 @@ impl FileBackend {
             }
             (Source::Base(base), VolumeFormat::Raw) => {
                 self.run(&copy_raw(base, path), COPY).await?;
+                self.run(&resize(path, format, size_mib), QUICK).await
+            }
+            (Source::Copy(source, source_format), _) => {
+                self.run(&convert(source, source_format, path, format), COPY)
+                    .await?;
                 self.run(&resize(path, format, size_mib), QUICK).await
             }
         }
@@ -370,6 +385,17 @@ mod tests {
         assert_eq!(
             create_overlay(path, base, 4096).to_string(),
             "qemu-img create -q -f qcow2 -F raw -b /s/i/b/base.raw /s/v/a.qcow2 4096m"
+        );
+        assert_eq!(
+            convert(
+                Path::new("/s/library/cloud.qcow2"),
+                VolumeFormat::Qcow2,
+                path,
+                VolumeFormat::Raw
+            )
+            .to_string(),
+            "qemu-img convert -q -f qcow2 -O raw /s/library/cloud.qcow2 /s/v/a.qcow2",
+            "the source's format is stated, never probed"
         );
         assert_eq!(
             create_empty(path, VolumeFormat::Raw, 512).to_string(),

@@ -131,12 +131,17 @@ pub fn vgs(vg: &str) -> CommandLine {
 }
 
 /// `qemu-img convert -n` of a raw base onto an existing LV.
-pub fn copy_onto(base: &std::path::Path, device: &std::path::Path) -> CommandLine {
-    let (base, device) = (base.display().to_string(), device.display().to_string());
+pub fn copy_onto(
+    source: &std::path::Path,
+    source_format: VolumeFormat,
+    device: &std::path::Path,
+) -> CommandLine {
+    let (source, device) = (source.display().to_string(), device.display().to_string());
+    let from = super::file::format_name(source_format);
     CommandLine::new(
         "qemu-img",
         [
-            "convert", "-n", "-q", "-f", "raw", "-O", "raw", &base, &device,
+            "convert", "-n", "-q", "-f", from, "-O", "raw", &source, &device,
         ],
     )
 }
@@ -361,8 +366,13 @@ impl Backend for LvmBackend {
             .run(&lvcreate(&self.vg, name, size_mib), QUICK)
             .await?;
         let path = self.path(name);
-        if let Source::Base(base) = source
-            && let Err(error) = self.runner.run(&copy_onto(base, &path), COPY).await
+        let copy = match source {
+            Source::Empty => None,
+            Source::Base(base) => Some(copy_onto(base, VolumeFormat::Raw, &path)),
+            Source::Copy(source, source_format) => Some(copy_onto(source, source_format, &path)),
+        };
+        if let Some(copy) = copy
+            && let Err(error) = self.runner.run(&copy, COPY).await
         {
             self.remove(name).await?;
             return Err(error.into());
@@ -475,7 +485,12 @@ mod tests {
             "lvs --reportformat json --units b --nosuffix -o lv_name,vg_name,lv_size,lv_tags,lv_path herd"
         );
         assert_eq!(
-            copy_onto("/s/base.raw".as_ref(), "/dev/herd/a".as_ref()).to_string(),
+            copy_onto(
+                "/s/base.raw".as_ref(),
+                VolumeFormat::Raw,
+                "/dev/herd/a".as_ref()
+            )
+            .to_string(),
             "qemu-img convert -n -q -f raw -O raw /s/base.raw /dev/herd/a"
         );
     }

@@ -4,7 +4,8 @@
 //! For each `Volume` object it creates the volume in a [`backend`] (`file`: raw or qcow2 images
 //! with `qemu-img`; `lvm`: logical volumes), builds a Debian system into it when asked
 //! ([`image`]: debootstrap once per suite and package set, then a copy-on-write clone per VM made
-//! that VM's by [`patch`]ing a few fixed-size files), formats swap, and exports it over NBD with
+//! that VM's by [`patch`]ing a few fixed-size files) or copies one from the host's [`library`],
+//! formats swap, and exports it over NBD with
 //! one `qemu-nbd` per volume ([`export`]). The status carries the endpoint
 //! (`nbd://host:port/name`) the controller puts in the VM's assignment.
 //!
@@ -20,6 +21,7 @@ pub mod export;
 pub mod file;
 pub mod guest_files;
 pub mod image;
+pub mod library;
 pub mod lvm;
 pub mod mirror;
 pub mod patch;
