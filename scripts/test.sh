@@ -18,8 +18,12 @@ bash scripts/storage-e2e.sh
 # herd (~2 min, plus ~2 min to build the cached dom0 image the first time; docs/xen.md).
 bash tests/xen-lab/run.sh
 # The README's first command, as a newcomer runs it: the lab and the seed's demo (fails unless
-# exactly one VM moves), in a lab directory of its own; then down --purge.
+# exactly one VM moves), in a lab directory of its own; then down --purge. Then the same demo
+# with real QEMU guests (HERD_LAB_DRIVER=qemu), in another lab directory.
 lab=$(mktemp -d)
-trap 'HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh down --purge >/dev/null 2>&1 || true; rm -rf "$lab"' EXIT
-HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh
-HERD_LAB=$lab/lab HERD_CONTEXT=$lab/context.yaml bash scripts/lab.sh down --purge
+down() { HERD_LAB=$lab/$1 HERD_CONTEXT=$lab/$1.context.yaml bash scripts/lab.sh down --purge; }
+trap 'down sim >/dev/null 2>&1 || true; down qemu >/dev/null 2>&1 || true; rm -rf "$lab"' EXIT
+HERD_LAB=$lab/sim HERD_CONTEXT=$lab/sim.context.yaml bash scripts/lab.sh
+down sim
+HERD_LAB=$lab/qemu HERD_CONTEXT=$lab/qemu.context.yaml HERD_LAB_DRIVER=qemu bash scripts/lab.sh
+down qemu

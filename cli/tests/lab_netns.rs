@@ -1,7 +1,9 @@
 //! `herdctl up --netns`: a QEMU lab whose agents each run in a network namespace of their own.
-//! A live migration from ferby to gerby must go to gerby's address — which exists only inside
-//! gerby's namespace — so the guest's memory crosses the lab's veth links and bridge; afterwards
-//! exactly one QEMU runs, in gerby's namespace, and `herdctl down` removes every process,
+//! The guest's disk is made by the lab's storage role (ferby) from the `counter` test guest in
+//! its library and exported on ferby's namespace address. A live migration between the nodes
+//! must go to the target's address — which exists only inside the target's namespace — so the
+//! guest's memory crosses the lab's veth links and bridge; afterwards exactly one QEMU runs, in
+//! the target's namespace, and `herdctl down` removes every process (NBD servers included),
 //! namespace and the bridge.
 
 use std::net::IpAddr;
@@ -9,21 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use herd_store::Store;
-
 mod lab_common;
 
 use lab_common::{Down, herdctl, processes_with, text};
-
-/// Stops the NBD server the test started (the lab's own `Down` stops the lab).
-struct StopNbd<'a>(&'a Path);
-
-impl Drop for StopNbd<'_> {
-    fn drop(&mut self) {
-        let image = self.0.join("images").display().to_string();
-        let _ = Command::new("pkill").args(["-f", &image]).status();
-    }
-}
 
 /// One node as `up` printed it: name, address, namespace.
 #[derive(Debug)]
@@ -82,24 +72,12 @@ fn wait_for(what: &str, seconds: u64, mut check: impl FnMut() -> Option<String>)
     }
 }
 
-/// The guest's disk: a counter image written by `herd-test-guest`, served by qemu-nbd on the
-/// bridge address so agents in their namespaces reach it; the Volume and its Ready status are
-/// written here (playing the storage role).
-async fn shared_disk(root: &Path, host: IpAddr, store: &Store) -> PathBuf {
-    let images = root.join("images");
-    let guest = herd_tests::binary("herd-test-guest").expect("cargo build -p herd-agent");
-    let made = Command::new(&guest)
-        .args(["counter", images.to_str().unwrap()])
-        .output()
-        .expect("herd-test-guest runs (cargo build -p herd-agent)");
-    assert!(made.status.success(), "{}", text(&made));
-    let image = PathBuf::from(String::from_utf8_lossy(&made.stdout).trim());
-    let endpoint = herd_tests::serve_nbd_on(&image, "counter-disk", host).unwrap();
-    herd_tests::ready_volume(store, "counter-disk", &image, &endpoint)
-        .await
-        .unwrap();
-    image
-}
+/// The guest and its disk: a Volume copied from the `counter` test guest in the storage host's
+/// library and exported over NBD (every node reaches ferby's address through the bridge).
+const COUNTER: &str = "apiVersion: herd.dev/v1alpha1\nkind: Volume\nmetadata: {name: counter-disk}\n\
+spec:\n  sizeMiB: 1\n  format: raw\n  image: {library: {name: counter.img}}\n  export: {protocol: nbd}\n\
+---\napiVersion: herd.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: counter}\nspec:\n  \
+memoryMiB: 32\n  boot: {disk: root}\n  disks:\n  - {name: root, volume: counter-disk}\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_netns_a_migration_crosses_the_link_to_the_targets_namespace() {
@@ -111,7 +89,6 @@ async fn with_netns_a_migration_crosses_the_link_to_the_targets_namespace() {
     );
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let _nbd = StopNbd(root);
     let _down = Down(root);
     let up = herdctl(root, &["up", "--driver", "qemu", "--nodes", "2", "--netns"]);
     assert!(up.status.success(), "{}", text(&up));
@@ -143,23 +120,22 @@ async fn with_netns_a_migration_crosses_the_link_to_the_targets_namespace() {
     );
     assert!(!ip(&["-br", "addr"]).contains(&gerby.address.to_string()));
 
-    let context: serde_json::Value =
-        herd_crds::yaml::from_str(&std::fs::read_to_string(root.join("context.yaml")).unwrap())
-            .unwrap();
-    let endpoint = context["endpoints"][0].as_str().unwrap().to_owned();
-    let store = Store::connect(&[endpoint], "/herd").await.unwrap();
-    shared_disk(root, host, &store).await;
     let manifest = root.join("counter.yaml");
-    std::fs::write(
-        &manifest,
-        "apiVersion: herd.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {name: counter}\nspec:\n  \
-         memoryMiB: 32\n  boot: {disk: root}\n  disks:\n  \
-         - {name: root, volume: counter-disk, readOnly: true}\n",
-    )
-    .unwrap();
+    std::fs::write(&manifest, COUNTER).unwrap();
     let apply = herdctl(root, &["apply", "-f", manifest.to_str().unwrap()]);
     assert!(apply.status.success(), "{}", text(&apply));
     let lab = root.join("lab");
+    let exported = wait_for("the disk exported by ferby", 60, || {
+        let volume = text(&herdctl(
+            root,
+            &["get", "volume", "counter-disk", "-o", "yaml"],
+        ));
+        volume.contains("endpoint:").then_some(volume)
+    });
+    assert!(
+        exported.contains(&format!("nbd://{}:", ferby.address)),
+        "the storage role exports on ferby's namespace address: {exported}"
+    );
     let needle = format!("{}/nodes/", lab.display());
     let vms = wait_for("counter running", 90, || {
         let vms = text(&herdctl(root, &["get", "vms"]));
@@ -214,6 +190,11 @@ async fn with_netns_a_migration_crosses_the_link_to_the_targets_namespace() {
     assert!(down.status.success(), "{}", text(&down));
     std::thread::sleep(Duration::from_millis(500));
     assert!(qemus(&needle).is_empty(), "no guest is left");
+    let storage = format!("{}/storage/", lab.display());
+    assert!(
+        processes_with(&["qemu-nbd", &storage]).is_empty(),
+        "no NBD server is left"
+    );
     let namespaces = ip(&["netns", "list"]);
     for link in &links {
         assert!(

@@ -172,6 +172,9 @@ async fn start_all(dir: &Path, lab: &mut LabState) -> Result<(), Failure> {
         &plan::controller(&sibling("herd-controller")?, &lab.ports),
         lab,
     )?;
+    if lab.driver == LabDriver::Qemu {
+        fill_library(dir)?;
+    }
     for agent in plan::agents(
         &sibling("herd-agent")?,
         dir,
@@ -183,6 +186,31 @@ async fn start_all(dir: &Path, lab: &mut LabState) -> Result<(), Failure> {
         spawn(dir, &agent, lab)?;
     }
     wait_for_nodes(&store, &lab.nodes).await
+}
+
+/// Puts the test guests (`spin.img`, `idle.img`, `counter.img`: 1 MiB raw boot disks) in the
+/// storage host's library, so a Volume can start as one (`image.library.name: spin.img`).
+fn fill_library(dir: &Path) -> Result<(), Failure> {
+    let writer = sibling("herd-test-guest")?;
+    let library = plan::library_dir(dir);
+    for guest in ["spin", "idle", "counter"] {
+        let output = Command::new(&writer)
+            .arg(guest)
+            .arg(&library)
+            .output()
+            .map_err(|e| Failure::new(format!("cannot run {}: {e}", writer.display())))?;
+        if !output.status.success() {
+            return Err(Failure::new(format!(
+                "herd-test-guest {guest} failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+    }
+    println!(
+        "Storage host: ferby; its library {} holds the test guests spin.img, idle.img, counter.img.",
+        library.display()
+    );
+    Ok(())
 }
 
 /// Starts `process` in its own process group (so it outlives this command), logging to
@@ -308,7 +336,8 @@ pub fn down(dir: &Path, purge: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Stops the recorded processes (TERM, then KILL after 5 s) and the lab's QEMU guests.
+/// Stops the recorded processes (TERM, then KILL after 5 s), the lab's QEMU guests and its
+/// NBD servers (both daemonized, so that they outlive an agent restart).
 fn stop(dir: &Path, lab: &LabState) {
     let pids: Vec<u32> = lab
         .processes
@@ -327,7 +356,10 @@ fn stop(dir: &Path, lab: &LabState) {
     for pid in pids.iter().filter(|pid| is_alive(**pid)) {
         signal(*pid, libc::SIGKILL);
     }
-    for pid in processes_mentioning(&dir.join("nodes")) {
+    for pid in processes_mentioning(&dir.join("nodes"))
+        .into_iter()
+        .chain(processes_mentioning(&plan::storage_dir(dir)))
+    {
         signal(pid, libc::SIGKILL);
     }
     if let Some(network) = &lab.network {

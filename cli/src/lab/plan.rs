@@ -113,9 +113,21 @@ pub fn controller(binary: &Path, ports: &Ports) -> LabProcess {
 /// The `ip` program that runs agents inside their namespaces.
 const IP: &str = "ip";
 
+/// Where the lab's storage role keeps volumes, exports and its image library.
+pub fn storage_dir(dir: &Path) -> PathBuf {
+    dir.join("storage")
+}
+
+/// The storage host's image library (`image.library` of a Volume names files here).
+pub fn library_dir(dir: &Path) -> PathBuf {
+    storage_dir(dir).join("library")
+}
+
 /// The agents: one per node with QEMU, one for all nodes with the simulator. With a lab
 /// network (QEMU only) each agent runs inside its node's namespace, reaches etcd across its
-/// link and offers migrations on its own address.
+/// link and offers migrations on its own address. With QEMU the first node's agent is also
+/// the storage host (`--storage`): it makes the Volumes and exports them over NBD on its own
+/// address, which every node reaches.
 pub fn agents(
     binary: &Path,
     dir: &Path,
@@ -133,12 +145,19 @@ pub fn agents(
     match driver {
         LabDriver::Qemu => nodes
             .iter()
-            .map(|node| {
+            .enumerate()
+            .map(|(index, node)| {
                 let mut args = common(node);
                 args.extend([
                     "--driver=qemu".into(),
                     format!("--state-dir={}", dir.join("nodes").join(node).display()),
                 ]);
+                if index == 0 {
+                    args.extend([
+                        "--storage".into(),
+                        format!("--storage-dir={}", storage_dir(dir).display()),
+                    ]);
+                }
                 let link = network.and_then(|network| network.link(node));
                 if let Some(link) = link {
                     args.push(format!("--address={}", link.address));
@@ -208,6 +227,14 @@ mod tests {
             qemu[1]
                 .args
                 .contains(&"--state-dir=/lab/nodes/gerby".to_string())
+        );
+        let storage = "--storage-dir=/lab/storage".to_string();
+        assert!(qemu[0].args.contains(&"--storage".to_string()) && qemu[0].args.contains(&storage));
+        assert!(
+            qemu[1..]
+                .iter()
+                .all(|agent| !agent.args.iter().any(|a| a.starts_with("--storage"))),
+            "one storage host: ferby"
         );
         let sim = agents(
             Path::new("/bin/herd-agent"),
