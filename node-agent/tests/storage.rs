@@ -142,6 +142,12 @@ fn volume(name: &str, spec: &str) -> Volume {
     herd_crds::yaml::from_str(&text).expect("a test volume parses")
 }
 
+/// `qemu-io -f FORMAT -c COMMAND TARGET` (a file or an `nbd://` endpoint): writes or checks a
+/// pattern; a read that finds other bytes fails.
+fn qemu_io(format: &str, command: &str, target: &str) -> Result<String> {
+    run("qemu-io", &["-f", format, "-c", command, target])
+}
+
 /// Runs a program and returns its stdout; fails with its stderr.
 fn run(program: &str, args: &[&str]) -> Result<String> {
     let output = Command::new(program)
@@ -231,20 +237,14 @@ async fn volumes_are_created_exported_grown_and_read_back_over_nbd() -> Result<(
     assert!(endpoint.starts_with("nbd://127.0.0.1:"), "{endpoint}");
     assert!(endpoint.ends_with("/data-1"));
     assert_eq!(nbd_size(&endpoint)?, 64 * MIB);
-    run(
-        "qemu-io",
-        &["-f", "raw", "-c", "write -P 0x5a 1M 64k", &endpoint],
-    )?;
+    qemu_io("raw", "write -P 0x5a 1M 64k", &endpoint)?;
 
     // Growing restarts the export on the same port; what was written is still there.
     data.spec.size_mib = 128;
     let grown = engine.reconcile(&data).await;
     assert_eq!(ready(&grown)?, endpoint, "the endpoint survives a resize");
     assert_eq!(nbd_size(&endpoint)?, 128 * MIB);
-    run(
-        "qemu-io",
-        &["-f", "raw", "-c", "read -P 0x5a 1M 64k", &endpoint],
-    )?;
+    qemu_io("raw", "read -P 0x5a 1M 64k", &endpoint)?;
 
     // Shrinking is refused and said so; the volume stays as it is.
     data.spec.size_mib = 32;
@@ -285,38 +285,14 @@ async fn a_library_image_is_copied_into_the_volume_and_the_original_left_alone()
             "2M",
         ],
     )?;
-    run(
-        "qemu-io",
-        &[
-            "-f",
-            "qcow2",
-            "-c",
-            "write -P 0x7e 1M 64k",
-            golden.to_str().unwrap(),
-        ],
-    )?;
+    qemu_io("qcow2", "write -P 0x7e 1M 64k", golden.to_str().unwrap())?;
     let endpoint = ready(&engine.reconcile(&disk).await)?;
     assert_eq!(nbd_size(&endpoint)?, 8 * MIB);
-    run(
-        "qemu-io",
-        &["-f", "raw", "-c", "read -P 0x7e 1M 64k", &endpoint],
-    )?;
+    qemu_io("raw", "read -P 0x7e 1M 64k", &endpoint)?;
 
     // The guest's writes stay in the volume; the library image is unchanged.
-    run(
-        "qemu-io",
-        &["-f", "raw", "-c", "write -P 0x11 1M 64k", &endpoint],
-    )?;
-    run(
-        "qemu-io",
-        &[
-            "-f",
-            "qcow2",
-            "-c",
-            "read -P 0x7e 1M 64k",
-            golden.to_str().unwrap(),
-        ],
-    )?;
+    qemu_io("raw", "write -P 0x11 1M 64k", &endpoint)?;
+    qemu_io("qcow2", "read -P 0x7e 1M 64k", golden.to_str().unwrap())?;
 
     // Bigger than the volume: refused before anything is made.
     let small = volume(
@@ -820,10 +796,7 @@ async fn a_vm_boots_from_an_export_and_live_migrates_with_its_disk_shared() -> R
         target.read_guest_u32("writer-1", 0x500).await? >= after,
         "the guest restarted"
     );
-    run(
-        "qemu-io",
-        &["-f", "raw", "-c", "read -P 0xa5 2M 64k", &endpoint],
-    )?;
+    qemu_io("raw", "read -P 0xa5 2M 64k", &endpoint)?;
     target.destroy("writer-1").await?;
     Ok(())
 }
