@@ -192,6 +192,22 @@ pub fn agents(
 mod tests {
     use super::*;
 
+    const PORTS: Ports = Ports {
+        etcd_client: 2379,
+        etcd_peer: 2380,
+        metrics: 3,
+    };
+
+    /// The agents of a lab in `/lab` with the agent binary at `/bin/herd-agent`.
+    fn planned(
+        driver: LabDriver,
+        nodes: &[String],
+        network: Option<&LabNetwork>,
+    ) -> Vec<LabProcess> {
+        let binary = Path::new("/bin/herd-agent");
+        agents(binary, Path::new("/lab"), &PORTS, driver, nodes, network)
+    }
+
     #[test]
     fn nodes_are_named_like_the_seeds_hosts() {
         assert_eq!(node_names(3).unwrap(), ["ferby", "gerby", "herby"]);
@@ -208,20 +224,8 @@ mod tests {
 
     #[test]
     fn one_qemu_agent_per_node_or_one_simulator_for_all() {
-        let ports = Ports {
-            etcd_client: 1,
-            etcd_peer: 2,
-            metrics: 3,
-        };
         let nodes = node_names(3).unwrap();
-        let qemu = agents(
-            Path::new("/bin/herd-agent"),
-            Path::new("/lab"),
-            &ports,
-            LabDriver::Qemu,
-            &nodes,
-            None,
-        );
+        let qemu = planned(LabDriver::Qemu, &nodes, None);
         assert_eq!(qemu.len(), 3);
         assert!(
             qemu[1]
@@ -236,14 +240,7 @@ mod tests {
                 .all(|agent| !agent.args.iter().any(|a| a.starts_with("--storage"))),
             "one storage host: ferby"
         );
-        let sim = agents(
-            Path::new("/bin/herd-agent"),
-            Path::new("/lab"),
-            &ports,
-            LabDriver::Sim,
-            &nodes,
-            None,
-        );
+        let sim = planned(LabDriver::Sim, &nodes, None);
         assert_eq!(sim.len(), 1);
         assert!(
             sim[0]
@@ -254,21 +251,9 @@ mod tests {
 
     #[test]
     fn with_a_network_agents_run_in_their_namespace_and_reach_etcd_across_it() {
-        let ports = Ports {
-            etcd_client: 2379,
-            etcd_peer: 2380,
-            metrics: 3,
-        };
         let nodes = node_names(2).unwrap();
         let network = super::super::network::plan(Path::new("/lab"), &nodes);
-        let agents = agents(
-            Path::new("/bin/herd-agent"),
-            Path::new("/lab"),
-            &ports,
-            LabDriver::Qemu,
-            &nodes,
-            Some(&network),
-        );
+        let agents = planned(LabDriver::Qemu, &nodes, Some(&network));
         let gerby = &agents[1];
         assert_eq!(gerby.program, PathBuf::from("ip"));
         assert_eq!(
@@ -285,7 +270,7 @@ mod tests {
         let etcd = etcd(
             Path::new("/bin/etcd"),
             Path::new("/lab"),
-            &ports,
+            &PORTS,
             Some(&network),
         );
         assert!(etcd.args.contains(&format!(
