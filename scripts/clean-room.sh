@@ -103,19 +103,26 @@ clone_project() {
   fi
 }
 
-# Kills what the command left running in the root (a lab stays up after lab.sh), then unmounts.
+# Kills what the command left running in the root (a lab stays up after lab.sh), unmounts, and
+# deletes the run's layer — never through a path that is still mounted (/dev is bound in).
 cleanup() {
-  local pid i
+  local proc i
   if [ -n "${run:-}" ] && [ -d "$run/root" ]; then
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-      [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$run/root" ] && kill -9 "$pid" 2>/dev/null
+    for proc in /proc/[0-9]*; do
+      [ "$(readlink "$proc/root" 2>/dev/null)" = "$run/root" ] && kill -9 "${proc#/proc/}" 2>/dev/null
     done
     sleep 1
     # Network namespaces a lab made are bind mounts under the root's /run.
     grep -o " $run/root/[^ ]*" /proc/mounts | sort -r | while read -r mnt; do umount -l "$mnt" 2>/dev/null; done
   fi
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
-  [ -n "${run:-}" ] && rm -rf "$run"
+  [ -n "${run:-}" ] || return 0
+  if grep -q " $run" /proc/mounts; then
+    say "left $run in place: something under it is still mounted"
+    return 0
+  fi
+  rm -rf "$run/upper" "$run/work"
+  rmdir "$run/root" "$run" 2>/dev/null || true
 }
 
 mounts=()
