@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use herd_crds::virtual_machine::VmState;
-use herd_crds::{NodeStatus, VirtualMachine, VirtualMachineSpec};
+use herd_crds::{NodeSpec, NodeStatus, VirtualMachine, VirtualMachineSpec};
 use herd_store::Store;
 use herd_store::codec::decode_value;
-use herd_tests::{EtcdServer, binary, unique_prefix};
+use herd_tests::{EtcdServer, binary, eventually, unique_prefix};
 
 struct Process(Child);
 
@@ -78,8 +78,16 @@ async fn simulated_hosts_register_run_vms_and_report_modelled_load() -> Result<(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The controller sees nodes through its own watch: give it a moment after the heartbeats.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The controller sees nodes through its own watch: wait until it has recorded all three
+    // Ready (a fixed pause once let a loaded machine place two VMs on one host).
+    for node in ["ferby", "gerby", "herby"] {
+        let what = format!("the controller records {node} Ready");
+        eventually(30, &what, || async {
+            let status = store.get_status::<NodeSpec>(node).await?;
+            Ok(status.filter(|s| s.value.ready).map(|_| ()))
+        })
+        .await?;
+    }
     for i in 0..3 {
         let text = format!(
             "apiVersion: herd.dev/v1alpha1\nkind: VirtualMachine\nmetadata: {{name: busy-{i}}}\nspec:\n  memoryMiB: 512\n  \
