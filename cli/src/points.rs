@@ -121,6 +121,7 @@ mod tests {
             hot: last.hot,
             overloaded: last.hot && last.points >= 5,
             history,
+            ..Default::default()
         }
     }
 

@@ -73,6 +73,7 @@ async fn nodes(store: &Store) {
         hot: true,
         overloaded: false,
         history: vec![sample(57, 1), sample(58, 2), sample(59, 3)],
+        ..Default::default()
     });
     store
         .put_status::<NodeSpec>("ferby", &ferby, Precondition::None)

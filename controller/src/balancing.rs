@@ -232,11 +232,12 @@ impl Controller {
                 continue;
             };
             let recorded_points = recorded.value.balancer.as_ref();
-            if status::node_status(recorded_points, points, policy).is_none() {
+            let power_off = state.is_power_off_candidate(node);
+            if status::node_status(recorded_points, points, policy, power_off).is_none() {
                 continue; // the common case: nothing changed, nothing copied or written
             }
             if let Err(error) = self
-                .write_points(node, (*recorded).clone(), points, policy)
+                .write_points(node, (*recorded).clone(), (points, power_off), policy)
                 .await
             {
                 warn!(%node, %error, "cannot publish the node's balancer points");
@@ -250,12 +251,12 @@ impl Controller {
         &self,
         node: &str,
         mut current: Versioned<NodeStatus>,
-        points: &NodePoints,
+        (points, power_off): (&NodePoints, bool),
         policy: &BalancerPolicy,
     ) -> Result<(), StoreError> {
         for _ in 0..POINTS_WRITE_ATTEMPTS {
-            let Some(next) = status::node_status(current.value.balancer.as_ref(), points, policy)
-            else {
+            let recorded = current.value.balancer.as_ref();
+            let Some(next) = status::node_status(recorded, points, policy, power_off) else {
                 return Ok(());
             };
             let mut value = current.value.clone();

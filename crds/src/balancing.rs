@@ -48,6 +48,9 @@ pub struct NodeBalancerStatus {
     pub hot: bool,
     /// Hot with the points at the trigger: the balancer sheds one of its VMs.
     pub overloaded: bool,
+    /// `density`: the balancer emptied this node; it may be powered off (herd does not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub power_off_candidate: bool,
     /// The samples at which the points or hotness changed, oldest first; the last one is
     /// the current state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -62,6 +65,11 @@ pub enum BalancerMoveReason {
     Overloaded,
     /// `score`: the move narrows the spread of load by at least the minimum gain.
     Spread,
+    /// `forecast`, `density`: the source's predicted demand (from its VMs' recent history)
+    /// was above the threshold.
+    PredictedOverload,
+    /// `density`: the source is being emptied so that it can be powered off.
+    Consolidate,
 }
 
 /// A host's CPU as judged now or as predicted after a move.

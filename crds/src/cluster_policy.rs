@@ -54,6 +54,12 @@ pub enum BalancerKind {
     Seed,
     /// Minimise the spread of load.
     Score,
+    /// Shed load before it saturates: each VM's demand predicted from its recent history,
+    /// moves that last, and no VM moved twice within `minStaySeconds`.
+    Forecast,
+    /// `forecast`, and consolidate onto fewer nodes: empty the least loaded node when the
+    /// others can take its VMs without predicted overload, and mark it a power-off candidate.
+    Density,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -77,6 +83,10 @@ pub struct BalancerPolicy {
     /// The `score` policy moves a VM only when the spread falls by at least this much.
     #[serde(default = "default_min_gain")]
     pub min_gain_percent: f64,
+    /// `forecast` and `density`: a VM the balancer moved stays where it went for this long,
+    /// unless its node is in SLA violation (every CPU saturated).
+    #[serde(default = "default_min_stay")]
+    pub min_stay_seconds: u32,
 }
 
 fn default_true() -> bool {
@@ -97,6 +107,9 @@ fn default_cooldown() -> u32 {
 fn default_min_gain() -> f64 {
     5.0
 }
+fn default_min_stay() -> u32 {
+    3600
+}
 
 impl Default for BalancerPolicy {
     fn default() -> Self {
@@ -108,6 +121,7 @@ impl Default for BalancerPolicy {
             sample_interval_seconds: default_sample_interval(),
             cooldown_seconds: default_cooldown(),
             min_gain_percent: default_min_gain(),
+            min_stay_seconds: default_min_stay(),
         }
     }
 }

@@ -61,6 +61,10 @@ pub enum MoveReason {
     Overloaded,
     /// `score`: the move narrows the spread of load by at least the minimum gain.
     Spread,
+    /// `forecast`, `density`: the source's predicted peak was above the threshold.
+    PredictedOverload,
+    /// `density`: the source is being emptied.
+    Consolidate,
 }
 
 /// One live migration to start.
@@ -96,6 +100,12 @@ pub enum EventKind {
     Deferred,
     /// The `score` policy moves a VM to narrow the spread.
     Rebalance,
+    /// `forecast`, `density`: a node's predicted peak is above the threshold; one VM moves.
+    PredictedOverload,
+    /// `density`: a VM moves off the node being emptied.
+    Consolidate,
+    /// `density`: the node it emptied may be powered off (herd does not power it off).
+    PowerOffCandidate,
 }
 
 impl EventKind {
@@ -108,6 +118,9 @@ impl EventKind {
             Self::NoOffer => "NoOffer",
             Self::Deferred => "BalancingDeferred",
             Self::Rebalance => "Rebalance",
+            Self::PredictedOverload => "PredictedOverload",
+            Self::Consolidate => "Consolidate",
+            Self::PowerOffCandidate => "PowerOffCandidate",
         }
     }
 
@@ -218,6 +231,14 @@ impl Decision {
             vm: vm.map(str::to_owned),
             message,
         });
+    }
+
+    /// No node can take `vm` from `node`: a `NoOffer` Event saying why and its candidate
+    /// report.
+    pub(super) fn no_offer(&mut self, vm: &str, node: &str, why: &str, refusals: TargetRefusals) {
+        let message = format!("{why} {vm} from {node}: {refusals}");
+        self.event(EventKind::NoOffer, node, Some(vm), message);
+        self.candidate(vm, node, Outcome::NoTarget(refusals));
     }
 
     pub(super) fn candidate(&mut self, vm: &str, node: &str, outcome: Outcome) {

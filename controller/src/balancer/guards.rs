@@ -7,6 +7,7 @@
 //! | permission | a VM whose `migration.balancer` is `Never` is never moved; nor is a pinned VM (`spec.nodeName`), one with a local disk, one that is not running, or one already migrating |
 //! | cooldown | a VM the balancer moved is not moved again for `cooldownSeconds` (600 by default) |
 //! | ping-pong | a VM never returns to a node it left (by any move) within `cooldownSeconds` |
+//! | stay (`forecast`, `density`) | a VM the balancer moved stays for `minStaySeconds` (an hour), unless its node is in SLA violation (every CPU saturated) |
 //! | limits | at most `maxOutboundPerNode` migrations leave a node and `maxInCluster` run at once, counting those under way and those planned in the same round |
 //! | acceptMigrations | a node with `acceptMigrations: false` never receives |
 //! | placement | a target must pass the scheduler's rules ([`crate::scheduler::misfit`]): ready, not cordoned, selector, affinity, vCPUs and memory |
@@ -41,6 +42,10 @@ pub enum Refusal {
     Cooldown {
         remaining_seconds: f64,
     },
+    /// `forecast`, `density`: it arrived too recently and its node is not in SLA violation.
+    Stay {
+        remaining_seconds: f64,
+    },
     /// Its node already has this many migrations leaving.
     SourceLimit {
         migrations: u32,
@@ -72,6 +77,13 @@ pub enum Refusal {
         load_percent: f64,
         busy_vcpus: u32,
     },
+    /// `forecast`, `density`: the target's predicted peak with it would be above the
+    /// threshold.
+    PredictedPeak {
+        peak_percent: f64,
+    },
+    /// `density`: the target is empty and would have to be powered on.
+    Empty,
 }
 
 impl Refusal {
@@ -84,6 +96,7 @@ impl Refusal {
             Self::NotRunning => "are not running",
             Self::Migrating => "are migrating",
             Self::Cooldown { .. } => "moved too recently",
+            Self::Stay { .. } => "arrived within the last stay",
             Self::SourceLimit { .. } => "reach the node's migration limit",
             Self::ClusterLimit { .. } => "reach the cluster's migration limit",
             Self::NoRelief => "would not relieve the node",
@@ -93,6 +106,8 @@ impl Refusal {
             Self::PingPong { .. } => "were left by it within the cooldown",
             Self::TargetHot { .. } => "are hot",
             Self::WouldBecomeHot { .. } => "would become hot",
+            Self::PredictedPeak { .. } => "would be predicted above the threshold",
+            Self::Empty => "are empty",
         }
     }
 }
@@ -119,6 +134,14 @@ impl fmt::Display for Refusal {
                     f,
                     "moved too recently ({remaining_seconds:.0} s of cooldown left)"
                 )
+            }
+            Self::Stay { remaining_seconds } => write!(
+                f,
+                "moved within the last stay ({remaining_seconds:.0} s left) and its node is not \
+                 in SLA violation"
+            ),
+            Self::PredictedPeak { peak_percent } => {
+                write!(f, "the node's predicted peak would be {peak_percent:.0}%")
             }
             Self::SourceLimit { migrations, max } => {
                 write!(
@@ -186,6 +209,23 @@ pub fn check_cooldown<'m>(
         })
     } else {
         Ok(())
+    }
+}
+
+/// A VM the balancer moved stays `min_stay` seconds where it went, unless its node is in SLA
+/// violation (`saturated`: every CPU busy and its VMs want more).
+pub fn check_stay<'m>(
+    moves: impl IntoIterator<Item = &'m PastMove>,
+    min_stay: f64,
+    now: f64,
+    saturated: bool,
+) -> Result<(), Refusal> {
+    if saturated {
+        return Ok(());
+    }
+    match check_cooldown(moves, min_stay, now) {
+        Err(Refusal::Cooldown { remaining_seconds }) => Err(Refusal::Stay { remaining_seconds }),
+        other => other,
     }
 }
 
@@ -318,6 +358,19 @@ mod tests {
             check_cooldown(&[moved("ferby", 0.0, false)], 600.0, 1.0),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_moved_vm_stays_unless_its_node_is_in_sla_violation() {
+        let moves = [moved("ferby", 100.0, true), moved("gerby", 3000.0, false)];
+        assert_eq!(
+            check_stay(&moves, 3600.0, 1000.0, false),
+            Err(Refusal::Stay {
+                remaining_seconds: 2700.0
+            })
+        );
+        assert_eq!(check_stay(&moves, 3600.0, 1000.0, true), Ok(()));
+        assert_eq!(check_stay(&moves, 3600.0, 3700.0, false), Ok(()));
     }
 
     #[test]

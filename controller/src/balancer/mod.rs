@@ -15,6 +15,8 @@
 //!       seed: every sample                  score: every N samples, mean demand
 //!   overloaded node: RequestHelp →          greedy moves that narrow the spread
 //!   OfferHelp → AcceptHelp, one VM          by at least minGainPercent
+//!       forecast / density: every sample, each VM's history → predicted peak per node;
+//!       shed predicted overload; density also empties the least loaded node
 //!               └───────────────────┬────────────────────┘
 //!                 guards (VM, limits, target, projection)
 //!                                   ▼
@@ -30,14 +32,20 @@
 //! | [`guards`] | the rules every move must pass |
 //! | [`seed`] | the seed policy and its help protocol |
 //! | [`score`] | the spread-minimising policy |
+//! | [`outlook`] | each VM's demand predicted from its history; a host's predicted peak |
+//! | [`forecast`] | the `forecast` policy: shed predicted overload with moves that last |
+//! | [`density`] | the `density` policy: `forecast`, and empty nodes to power them off |
 //! | [`decision`] | the output, plain data |
 //! | [`state`] | what is remembered between samples |
 //! | [`status`] | what is published: a node's points, a move's decision, as API status |
 
 pub mod contention;
 pub mod decision;
+pub mod density;
+pub mod forecast;
 pub mod guards;
 pub mod observe;
+pub mod outlook;
 pub mod points;
 pub mod projection;
 pub mod score;
@@ -62,6 +70,7 @@ pub use observe::{HostView, InFlight, PastMove, VcpuUse, VmView};
 pub use points::{NodePoints, PointSample};
 pub use state::BalancerState;
 
+use forecast::Packing;
 use projection::ClusterModel;
 use round::Round;
 
@@ -90,9 +99,17 @@ pub fn balance(
         return decision;
     }
     let present: BTreeSet<&str> = hosts.iter().map(HostView::name).collect();
-    state.prune(now - f64::from(policy.cooldown_seconds), &present);
+    let memory = policy.cooldown_seconds.max(policy.min_stay_seconds);
+    state.prune(now - f64::from(memory), &present);
     let mut model = ClusterModel::build(hosts, vms, in_flight, policy.threshold_percent);
     let overloaded = judge(state, &model, policy, now);
+    let predictive = matches!(
+        policy.policy,
+        BalancerKind::Forecast | BalancerKind::Density
+    );
+    if predictive {
+        state.observe(model.vm_demands());
+    }
     let mut score_round = false;
     if policy.policy == BalancerKind::Score {
         for (vm, local, speed) in model.vm_demands() {
@@ -118,6 +135,11 @@ pub fn balance(
         BalancerKind::Seed => seed::run(&mut round, &overloaded),
         BalancerKind::Score if score_round => score::run(&mut round),
         BalancerKind::Score => {}
+        BalancerKind::Forecast => forecast::run(&mut round, Packing::Spread),
+        BalancerKind::Density => {
+            forecast::run(&mut round, Packing::Dense);
+            density::run(&mut round);
+        }
     }
     round.decision
 }
@@ -152,5 +174,7 @@ fn judge(
     overloaded.into_iter().map(|(index, _)| index).collect()
 }
 
+#[cfg(test)]
+mod predictive_tests;
 #[cfg(test)]
 mod tests;

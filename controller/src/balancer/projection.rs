@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::contention;
 use super::decision::LoadSummary;
 use super::observe::{HostView, InFlight, VmView};
+use super::outlook::{Outlook, VmForecast};
 use crate::scheduler::NodeView;
 
 /// One host's CPU: vCPU demands by VM, in percent of one of its CPUs.
@@ -132,6 +133,26 @@ impl<'a> CpuModel<'a> {
         self.vms
             .iter()
             .any(|(name, list)| *name == vm && contention::busy_vcpus(list) > 0)
+    }
+
+    /// The host's predicted demand: its background, and each VM here as `forecasts` predicts
+    /// it, or at its current demand when it has no forecast yet.
+    pub fn outlook(&self, forecasts: &BTreeMap<String, VmForecast>) -> Outlook {
+        let empty = Outlook::empty(self.cpus, self.speed, self.background);
+        self.vms
+            .iter()
+            .fold(empty, |outlook, (name, local)| match forecasts.get(*name) {
+                Some(forecast) => outlook.with(forecast),
+                None => {
+                    let reference: Vec<f64> = local.iter().map(|d| d * self.speed).collect();
+                    outlook.with(&VmForecast::current(&reference))
+                }
+            })
+    }
+
+    /// Whether no VM's demand counts here.
+    pub fn is_empty(&self) -> bool {
+        self.vms.is_empty()
     }
 
     /// Replaces the demands of the VMs here that have an entry in `demands` (reference

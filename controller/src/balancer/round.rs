@@ -55,6 +55,14 @@ impl<'a> Round<'a, '_> {
         guards::check_cooldown(self.history(vm), self.cooldown(), self.now)
     }
 
+    /// The stay guard (`forecast`, `density`) for a VM on `hosts[source]`.
+    pub fn check_stay(&self, vm: &VmView, source: usize) -> Result<(), Refusal> {
+        let now = self.model.hosts[source].cpu.summary(self.model.threshold);
+        let saturated = now.load_percent >= 100.0 && now.demand_percent > 100.0;
+        let stay = f64::from(self.policy.min_stay_seconds);
+        guards::check_stay(self.history(vm), stay, self.now, saturated)
+    }
+
     /// Room under the limits for one more migration leaving `hosts[source]`.
     pub fn check_limits(&self, source: usize) -> Result<(), Refusal> {
         let outbound = self.model.hosts[source].outbound;

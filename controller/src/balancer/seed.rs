@@ -157,13 +157,9 @@ fn shed_one(round: &mut Round<'_, '_>, source: usize) {
             .event(EventKind::RequestHelp, &node, Some(vm), message);
         let (fits, refusals) = offers(round, candidate.vm, source);
         let Some(first) = fits.first().copied() else {
-            let message = format!("nobody offers to take {vm} from {node}: {refusals}");
             round
                 .decision
-                .event(EventKind::NoOffer, &node, Some(vm), message);
-            round
-                .decision
-                .candidate(vm, &node, Outcome::NoTarget(refusals));
+                .no_offer(vm, &node, "nobody offers to take", refusals);
             continue;
         };
         accept(round, source, candidate, &fits, first);

@@ -1,7 +1,8 @@
 //! What the balancer remembers between samples (pure): each node's points, the moves it
 //! planned (for the cooldown and ping-pong guards, even before the shell reports them back as
-//! completed migrations), when it last sampled, and (for `score`) each VM's demand summed
-//! since the last round.
+//! completed migrations), when it last sampled, (for `score`) each VM's demand summed since
+//! the last round, (for `forecast` and `density`) each VM's recent demand, and (for
+//! `density`) the node being emptied and the nodes it emptied.
 //!
 //! It lives in the leader's memory. After a failover the new leader starts with no points
 //! (a hot node needs a full run of samples again) and relies on the history the shell derives
@@ -10,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::observe::PastMove;
+use super::outlook::{DemandHistory, VmForecast};
 use super::points::{NodePoints, PointSample};
 
 /// A sample that comes this much earlier than the interval is still taken (clock jitter).
@@ -25,6 +27,12 @@ pub struct BalancerState {
     /// Per VM: the sum of each vCPU's demand (reference percent) since the last score round,
     /// and how many samples it holds.
     window: BTreeMap<String, (Vec<f64>, u32)>,
+    /// Per VM: its demand at the last samples (`forecast`, `density`).
+    histories: BTreeMap<String, DemandHistory>,
+    /// `density`: the node being emptied.
+    draining: Option<String>,
+    /// `density`: the nodes it emptied that are still empty (power-off candidates).
+    emptied: BTreeSet<String>,
 }
 
 impl BalancerState {
@@ -98,6 +106,54 @@ impl BalancerState {
             .collect()
     }
 
+    /// Adds one sample of every VM's demands (`local` percent × `speed` is reference
+    /// percent) to its history; VMs not in this sample are forgotten.
+    pub(super) fn observe<'v>(&mut self, demands: impl Iterator<Item = (&'v str, &'v [f64], f64)>) {
+        let mut histories = BTreeMap::new();
+        for (vm, local, speed) in demands {
+            let mut history = self.histories.remove(vm).unwrap_or_default();
+            history.push(local.iter().map(|d| d * speed).collect());
+            histories.insert(vm.to_owned(), history);
+        }
+        self.histories = histories;
+    }
+
+    /// Each VM's forecast from its history.
+    pub(super) fn forecasts(&self) -> BTreeMap<String, VmForecast> {
+        self.histories
+            .iter()
+            .filter_map(|(vm, history)| Some((vm.clone(), history.forecast()?)))
+            .collect()
+    }
+
+    /// `density`: the node being emptied.
+    pub fn draining(&self) -> Option<&str> {
+        self.draining.as_deref()
+    }
+
+    pub(super) fn set_draining(&mut self, node: Option<String>) {
+        self.draining = node;
+    }
+
+    /// Whether `density` emptied `node` and it is still empty: it may be powered off.
+    pub fn is_power_off_candidate(&self, node: &str) -> bool {
+        self.emptied.contains(node)
+    }
+
+    /// Marks `node` emptied (`true`) or in use again (`false`); returns whether that changed.
+    pub(super) fn set_emptied(&mut self, node: &str, emptied: bool) -> bool {
+        if emptied {
+            self.emptied.insert(node.to_owned())
+        } else {
+            self.emptied.remove(node)
+        }
+    }
+
+    /// The nodes marked emptied.
+    pub(super) fn emptied(&self) -> Vec<String> {
+        self.emptied.iter().cloned().collect()
+    }
+
     /// Counts a sample of `node`; returns whether it is overloaded.
     pub(super) fn record(&mut self, node: &str, sample: PointSample, trigger: u32) -> bool {
         if let Some(points) = self.nodes.get_mut(node) {
@@ -136,6 +192,14 @@ impl BalancerState {
             !moves.is_empty()
         });
         self.nodes.retain(|name, _| present.contains(name.as_str()));
+        self.emptied.retain(|name| present.contains(name.as_str()));
+        if self
+            .draining
+            .as_deref()
+            .is_some_and(|d| !present.contains(d))
+        {
+            self.draining = None;
+        }
     }
 }
 
@@ -175,6 +239,23 @@ mod tests {
         assert_eq!(means["a"], [75.0, 10.0]);
         assert_eq!(means["b"], [10.0]);
         assert!(state.take_means().is_empty());
+    }
+
+    #[test]
+    fn histories_follow_the_vms_of_each_sample() {
+        let mut state = BalancerState::new();
+        let a = [50.0];
+        let b = [10.0];
+        state.observe([("a", &a[..], 2.0), ("b", &b[..], 1.0)].into_iter());
+        let c = [30.0];
+        state.observe([("a", &c[..], 2.0)].into_iter());
+        let forecasts = state.forecasts();
+        assert_eq!(
+            forecasts["a"].mean,
+            [80.0],
+            "(100 + 60) / 2, reference percent"
+        );
+        assert!(!forecasts.contains_key("b"), "gone VMs are forgotten");
     }
 
     #[test]

@@ -16,11 +16,13 @@ use herd_crds::cluster_policy::BalancerPolicy;
 use super::decision::{CandidateReport, Decision, LoadSummary, MoveReason, Outcome, PlannedMove};
 use super::points::{NodePoints, PointSample};
 
-/// The node's section after its latest sample, or `None` when it would not change.
+/// The node's section after its latest sample, or `None` when it would not change;
+/// `power_off_candidate`: `density` emptied it and it is still empty.
 pub fn node_status(
     previous: Option<&NodeBalancerStatus>,
     points: &NodePoints,
     policy: &BalancerPolicy,
+    power_off_candidate: bool,
 ) -> Option<NodeBalancerStatus> {
     let latest = points.history().last()?;
     let trigger = policy.points_to_trigger.max(1);
@@ -31,6 +33,7 @@ pub fn node_status(
             && p.overloaded == overloaded
             && p.points_to_trigger == trigger
             && p.threshold_percent == policy.threshold_percent
+            && p.power_off_candidate == power_off_candidate
     });
     if unchanged {
         return None;
@@ -50,6 +53,7 @@ pub fn node_status(
         threshold_percent: policy.threshold_percent,
         hot: latest.hot,
         overloaded,
+        power_off_candidate,
         history,
     })
 }
@@ -76,6 +80,8 @@ pub fn decision(decision: &Decision, planned: &PlannedMove) -> BalancerDecision 
         reason: match planned.reason {
             MoveReason::Overloaded => BalancerMoveReason::Overloaded,
             MoveReason::Spread => BalancerMoveReason::Spread,
+            MoveReason::PredictedOverload => BalancerMoveReason::PredictedOverload,
+            MoveReason::Consolidate => BalancerMoveReason::Consolidate,
         },
         decided_at: time(decision.at),
         explanation: planned.explanation.clone(),
@@ -176,7 +182,7 @@ mod tests {
         let mut writes = 0;
         for (i, hot) in pattern.iter().enumerate() {
             points.record(point(1_000.0 + 2.0 * i as f64, *hot), 5);
-            if let Some(next) = node_status(stored.as_ref(), &points, &policy) {
+            if let Some(next) = node_status(stored.as_ref(), &points, &policy, false) {
                 stored = Some(next);
                 writes += 1;
             }
@@ -227,19 +233,33 @@ mod tests {
         let mut stored = None;
         for i in 0..5 {
             points.record(point(f64::from(i), true), 5);
-            stored = node_status(stored.as_ref(), &points, &policy).or(stored);
+            stored = node_status(stored.as_ref(), &points, &policy, false).or(stored);
         }
         points.reset();
-        let after = node_status(stored.as_ref(), &points, &policy).expect("points changed");
+        let after = node_status(stored.as_ref(), &points, &policy, false).expect("points changed");
         assert_eq!(after.points, 0);
         assert!(after.overloaded, "it was overloaded at its latest sample");
         assert_eq!(after.history.len(), 5);
         assert_eq!(after.history.last().map(|s| s.points), Some(5));
         let mut changed = policy.clone();
         changed.threshold_percent = 90.0;
-        assert!(node_status(Some(&after), &points, &policy).is_none());
-        assert!(node_status(Some(&after), &points, &changed).is_some());
-        assert!(node_status(None, &NodePoints::default(), &policy).is_none());
+        assert!(node_status(Some(&after), &points, &policy, false).is_none());
+        assert!(node_status(Some(&after), &points, &changed, false).is_some());
+        assert!(node_status(None, &NodePoints::default(), &policy, false).is_none());
+    }
+
+    #[test]
+    fn a_power_off_candidate_is_published_when_it_changes() {
+        let policy = BalancerPolicy::default();
+        let mut points = NodePoints::default();
+        points.record(point(0.0, false), 5);
+        let quiet = node_status(None, &points, &policy, false).expect("first write");
+        assert!(!quiet.power_off_candidate);
+        let emptied = node_status(Some(&quiet), &points, &policy, true).expect("marked");
+        assert!(emptied.power_off_candidate);
+        assert!(node_status(Some(&emptied), &points, &policy, true).is_none());
+        let used = node_status(Some(&emptied), &points, &policy, false).expect("cleared");
+        assert!(!used.power_off_candidate);
     }
 
     fn summary(load: f64, hot: bool) -> LoadSummary {
