@@ -259,6 +259,17 @@ pub enum SimulateRun {
     None,
     Seed,
     Score,
+    Forecast,
+    Density,
+    /// The published LR-MMT baseline (not herd's balancer).
+    LrMmt,
+}
+
+/// `balance simulate --placement`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SimulatePlacement {
+    Scheduler,
+    Packed,
 }
 
 /// How `balance simulate` prints.
@@ -285,6 +296,10 @@ pub struct SimulateArgs {
     /// Memory of each simulated host, MiB (CloudSim's is 4096; it caps VMs per host).
     #[arg(long, default_value_t = 4096)]
     pub host_memory_mib: u64,
+    /// How VMs are placed before the replay: by the scheduler (spread), or packed as CloudSim
+    /// starts its consolidation experiments.
+    #[arg(long, value_enum, default_value = "scheduler")]
+    pub placement: SimulatePlacement,
     /// Replay at most this many VMs per day (traces in name order).
     #[arg(long)]
     pub max_vms: Option<usize>,

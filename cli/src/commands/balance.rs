@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use herd_controller::backtest::traces::day_folders;
 use herd_controller::backtest::{
-    BacktestConfig, BacktestError, BacktestReport, RunKind, Sampling, run_backtest,
+    BacktestConfig, BacktestError, BacktestReport, InitialPlacement, RunKind, Sampling,
+    run_backtest,
 };
 use herd_crds::{AnyObject, ClusterPolicySpec};
 use serde_json::{Value, json};
 
 use crate::apply::load;
-use crate::args::{SimulateArgs, SimulateOutput, SimulateRun};
+use crate::args::{SimulateArgs, SimulateOutput, SimulatePlacement, SimulateRun};
 use crate::failure::Failure;
 use crate::output::{line, write_out};
 
@@ -65,6 +66,10 @@ fn config(args: &SimulateArgs, policy: &ClusterPolicySpec, day: PathBuf) -> Back
         shape.memory_mib = args.host_memory_mib;
     }
     config.max_vms = args.max_vms;
+    config.placement = match args.placement {
+        SimulatePlacement::Scheduler => InitialPlacement::Scheduler,
+        SimulatePlacement::Packed => InitialPlacement::Packed,
+    };
     config.policy = policy.clone();
     config.runs = args.runs.iter().map(|r| run_kind(*r)).collect();
     config.runs.dedup();
@@ -79,6 +84,9 @@ fn run_kind(run: SimulateRun) -> RunKind {
         SimulateRun::None => RunKind::None,
         SimulateRun::Seed => RunKind::Seed,
         SimulateRun::Score => RunKind::Score,
+        SimulateRun::Forecast => RunKind::Forecast,
+        SimulateRun::Density => RunKind::Density,
+        SimulateRun::LrMmt => RunKind::LrMmt,
     }
 }
 
@@ -150,6 +158,7 @@ fn report_json(report: &BacktestReport) -> Value {
                 "saturatedPercent": run.metrics.saturated_percent(),
                 "vmsMovedTwiceInAnHour": run.metrics.vms_moved_twice_in_an_hour,
                 "vmsMoved": run.metrics.vms_moved,
+                "energyKWh": run.metrics.energy_kwh(),
                 "wallSeconds": run.wall.as_secs_f64(),
             })
         })

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub vms_moved_twice_in_an_hour: usize,
     /// VMs that moved at all.
     pub vms_moved: usize,
+    /// Energy of the powered hosts by the linear model ([`super::energy`]), joules.
+    pub energy_joules: f64,
 }
 
 impl Metrics {
@@ -32,6 +34,11 @@ impl Metrics {
     /// Percent of active host-time at 100%.
     pub fn saturated_percent(&self) -> f64 {
         percent(self.saturated_seconds, self.active_host_seconds)
+    }
+
+    /// Energy, kWh.
+    pub fn energy_kwh(&self) -> f64 {
+        self.energy_joules / super::energy::JOULES_PER_KWH
     }
 }
 
@@ -68,6 +75,11 @@ impl Recorder {
         }
     }
 
+    /// Counts a powered host drawing `watts` over `seconds`.
+    pub fn power(&mut self, watts: f64, seconds: f64) {
+        self.metrics.energy_joules += watts * seconds;
+    }
+
     /// Counts a migration of VM `vm` started at `at`.
     pub fn migration(&mut self, vm: usize, at: f64) {
         self.metrics.migrations += 1;
@@ -102,6 +114,14 @@ mod tests {
         assert_eq!(metrics.active_host_seconds, 1200.0);
         assert_eq!(metrics.over_threshold_percent(), 50.0);
         assert_eq!(metrics.saturated_percent(), 25.0);
+    }
+
+    #[test]
+    fn energy_adds_up_in_kilowatt_hours() {
+        let mut recorder = Recorder::default();
+        recorder.power(100.0, 1800.0);
+        recorder.power(100.0, 1800.0);
+        assert_eq!(recorder.finish().energy_kwh(), 0.1);
     }
 
     #[test]

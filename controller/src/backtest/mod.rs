@@ -15,10 +15,17 @@
 //! interval instead (2 s: 150 identical samples per trace step), which is what the controller
 //! would do on these traces but makes the points react within 10 s to any hot 5-minute step.
 //!
+//! **Baseline.** Besides herd's policies, a run can replay LR-MMT ([`lrmmt`]), the published
+//! consolidation algorithm of Beloglazov & Buyya, re-implemented here on the same fleet and
+//! traces; every run is also measured by a linear energy model ([`energy`]).
+//!
 //! `herdctl balance simulate` and the `balance-replay` benchmark call [`run_backtest`].
 
 pub mod accounting;
+pub mod energy;
 pub mod fleet;
+pub mod loess;
+pub mod lrmmt;
 pub mod metrics;
 pub mod replay;
 pub mod report;
@@ -30,16 +37,18 @@ use std::time::Instant;
 use herd_crds::ClusterPolicySpec;
 use herd_crds::cluster_policy::{BalancerKind, BalancerPolicy};
 
+pub use energy::PowerModel;
 pub use fleet::Fleet;
 pub use metrics::Metrics;
 pub use report::{BacktestReport, RunReport};
 
-/// A host shape: CPUs of `cpu_units` each (MIPS in CloudSim), and memory.
+/// A host shape: CPUs of `cpu_units` each (MIPS in CloudSim), memory, and power draw.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostShape {
     pub cpus: u32,
     pub cpu_units: f64,
     pub memory_mib: u64,
+    pub power: PowerModel,
 }
 
 /// A VM shape: one vCPU of `units` at 100%, and memory.
@@ -57,6 +66,11 @@ pub enum InitialPlacement {
     Scheduler,
     /// VM `i` on host `i mod hosts`, without checks.
     RoundRobin,
+    /// CloudSim's start for its consolidation experiments: VM by VM in trace order, on the
+    /// host whose power rises least by taking it at the first sample (ties to the first),
+    /// among those the scheduler's rules allow and whose CPU can serve it then — so the fleet
+    /// starts consolidated instead of spread.
+    Packed,
 }
 
 /// How often the balancer samples.
@@ -78,6 +92,10 @@ pub enum RunKind {
     None,
     Seed,
     Score,
+    Forecast,
+    Density,
+    /// The published LR-MMT baseline ([`lrmmt`]), not herd's balancer.
+    LrMmt,
 }
 
 impl RunKind {
@@ -86,8 +104,21 @@ impl RunKind {
             Self::None => "none",
             Self::Seed => "seed",
             Self::Score => "score",
+            Self::Forecast => "forecast",
+            Self::Density => "density",
+            Self::LrMmt => "lr-mmt",
         }
     }
+
+    /// Every run, in the table's order.
+    pub const ALL: [RunKind; 6] = [
+        Self::None,
+        Self::Seed,
+        Self::Score,
+        Self::Forecast,
+        Self::Density,
+        Self::LrMmt,
+    ];
 }
 
 /// What to replay and how.
@@ -118,19 +149,23 @@ impl BacktestConfig {
     /// Beloglazov & Buyya's CloudSim setup: 800 hosts, half HP ProLiant ML110 G4 (2 × 1860
     /// MIPS) and half G5 (2 × 2660), 4 GiB each; VMs of 2500/2000/1000/500 MIPS with
     /// 870/1740/1740/613 MiB in turn; 5-minute steps; migrations at half of a 1 Gbit/s link
-    /// (62.5 MB/s, as CloudSim); the default cluster policy; none, seed and score.
+    /// (62.5 MB/s, as CloudSim); the default cluster policy; every run ([`RunKind::ALL`]).
     pub fn cloudsim(traces: impl Into<PathBuf>) -> Self {
-        let host = |cpu_units| HostShape {
+        let host = |cpu_units, power| HostShape {
             cpus: 2,
             cpu_units,
             memory_mib: 4096,
+            power,
         };
         let vm = |units, memory_mib| VmShape { units, memory_mib };
         Self {
             traces: traces.into(),
             max_vms: None,
             hosts: 800,
-            host_shapes: vec![host(1860.0), host(2660.0)],
+            host_shapes: vec![
+                host(1860.0, energy::ML110_G4),
+                host(2660.0, energy::ML110_G5),
+            ],
             vm_shapes: vec![
                 vm(2500.0, 870),
                 vm(2000.0, 1740),
@@ -139,7 +174,7 @@ impl BacktestConfig {
             ],
             placement: InitialPlacement::Scheduler,
             policy: ClusterPolicySpec::default(),
-            runs: vec![RunKind::None, RunKind::Seed, RunKind::Score],
+            runs: RunKind::ALL.to_vec(),
             step_seconds: 300.0,
             sampling: Sampling::TraceStep,
             bandwidth_mib_per_s: 62.5,
@@ -149,10 +184,12 @@ impl BacktestConfig {
     /// The balancer policy of one run.
     pub fn policy_for(&self, kind: RunKind) -> BalancerPolicy {
         let mut policy = self.policy.balancer.clone();
-        policy.enabled = kind != RunKind::None;
+        policy.enabled = !matches!(kind, RunKind::None | RunKind::LrMmt);
         policy.policy = match kind {
             RunKind::Score => BalancerKind::Score,
-            RunKind::None | RunKind::Seed => BalancerKind::Seed,
+            RunKind::Forecast => BalancerKind::Forecast,
+            RunKind::Density => BalancerKind::Density,
+            RunKind::None | RunKind::Seed | RunKind::LrMmt => BalancerKind::Seed,
         };
         policy
     }
@@ -239,7 +276,7 @@ pub fn run_backtest(config: &BacktestConfig) -> Result<BacktestReport, BacktestE
         .iter()
         .map(|kind| {
             let started = Instant::now();
-            let metrics = replay::run(&fleet, &traces, config, config.policy_for(*kind));
+            let metrics = replay::run(&fleet, &traces, config, *kind);
             RunReport {
                 kind: *kind,
                 metrics,

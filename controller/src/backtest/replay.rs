@@ -8,7 +8,9 @@
 //!    ([`super::accounting`]) and counted in the metrics for the time until the next sample;
 //! 3. the hosts report as an agent would — per-CPU load, each vCPU's CPU, granted share and
 //!    wait (the demand its CPU could not serve, as KVM's schedstat run-queue delay) — and
-//!    [`balance`] decides, exactly as in the controller;
+//!    [`balance`] decides, exactly as in the controller (the LR-MMT run instead hands each
+//!    VM's demand to [`LrMmt`]); each host that runs a VM or takes part in a migration is
+//!    powered and its energy counted ([`super::energy`]);
 //! 4. each planned move starts and lands `memory / bandwidth` seconds later; until then the VM
 //!    runs on its source and its memory is held on both nodes, as the controller's ledger
 //!    counts it.
@@ -17,11 +19,12 @@ use std::collections::HashMap;
 
 use herd_crds::cluster_policy::{BalancerPolicy, MigrationLimits};
 
-use super::BacktestConfig;
 use super::accounting::{self, HostShare};
 use super::fleet::{Fleet, REFERENCE_UNITS, node_view};
+use super::lrmmt::{LrMmt, Snapshot};
 use super::metrics::{Metrics, Recorder};
 use super::traces::Trace;
+use super::{BacktestConfig, RunKind};
 use crate::balancer::{
     BalancerState, Decision, HostView, InFlight, PastMove, VcpuUse, VmView, balance,
 };
@@ -41,6 +44,8 @@ struct Replay<'a> {
     traces: &'a [Trace],
     config: &'a BacktestConfig,
     policy: BalancerPolicy,
+    /// `Some` for the LR-MMT run, which does not call the balancer.
+    lrmmt: Option<LrMmt>,
     limits: MigrationLimits,
     host_of: Vec<Option<usize>>,
     placed_at: Vec<f64>,
@@ -52,17 +57,25 @@ struct Replay<'a> {
     host_index: HashMap<&'a str, usize>,
 }
 
-/// Replays the traces under `policy`; returns what was measured.
+/// Replays the traces under the run `kind`; returns what was measured.
 pub(super) fn run(
     fleet: &Fleet,
     traces: &[Trace],
     config: &BacktestConfig,
-    policy: BalancerPolicy,
+    kind: RunKind,
 ) -> Metrics {
     let samples = traces.iter().map(|t| t.samples.len()).max().unwrap_or(0);
     let duration = config.step_seconds * samples as f64;
-    let interval = config.sample_seconds(&policy);
+    let policy = config.policy_for(kind);
+    let interval = if kind == RunKind::LrMmt {
+        config.step_seconds
+    } else {
+        config.sample_seconds(&policy)
+    };
     let mut replay = Replay::new(fleet, traces, config, policy);
+    if kind == RunKind::LrMmt {
+        replay.lrmmt = Some(LrMmt::default());
+    }
     let mut tick: u64 = 0;
     loop {
         let now = tick as f64 * interval;
@@ -88,6 +101,7 @@ impl<'a> Replay<'a> {
             traces,
             config,
             policy,
+            lrmmt: None,
             limits: config.policy.migration.clone(),
             host_of: fleet.initial.clone(),
             placed_at: vec![0.0; fleet.vms.len()],
@@ -119,24 +133,83 @@ impl<'a> Replay<'a> {
             .enumerate()
             .map(|(host, vms)| self.account(host, vms, step))
             .collect();
+        self.measure(&residents, &shares, seconds);
+        let moves = if self.lrmmt.is_some() {
+            self.decide_lrmmt(step)
+        } else {
+            let hosts = self.host_views(&residents, &shares);
+            let vms = self.vm_views();
+            let in_flight = self.in_flight();
+            let decision = balance(
+                &self.policy,
+                &self.limits,
+                &mut self.state,
+                &hosts,
+                &vms,
+                &in_flight,
+                now,
+            );
+            self.moves_of(&decision)
+        };
+        self.start(&moves, now);
+    }
+
+    /// Counts each host's load and, when it is powered, its energy over `seconds`.
+    fn measure(&mut self, residents: &[Vec<usize>], shares: &[HostShare], seconds: f64) {
         let threshold = self.policy.threshold_percent;
-        for (vms, share) in residents.iter().zip(&shares) {
-            self.recorder
-                .host(vms.len(), share.load_percent(), threshold, seconds);
+        let mut migrating = vec![false; residents.len()];
+        for flight in &self.flights {
+            migrating[flight.from] = true;
+            migrating[flight.to] = true;
         }
-        let hosts = self.host_views(&residents, &shares);
-        let vms = self.vm_views();
-        let in_flight = self.in_flight();
-        let decision = balance(
-            &self.policy,
-            &self.limits,
-            &mut self.state,
-            &hosts,
-            &vms,
-            &in_flight,
-            now,
-        );
-        self.start(&decision, now);
+        for (host, (vms, share)) in residents.iter().zip(shares).enumerate() {
+            let load = share.load_percent();
+            self.recorder.host(vms.len(), load, threshold, seconds);
+            if !vms.is_empty() || migrating[host] {
+                let watts = self.fleet.hosts[host].power.watts(load / 100.0);
+                self.recorder.power(watts, seconds);
+            }
+        }
+    }
+
+    /// LR-MMT's migrations at trace step `step`.
+    fn decide_lrmmt(&mut self, step: usize) -> Vec<(usize, usize, usize, u64)> {
+        let demands: Vec<f64> = self
+            .fleet
+            .vms
+            .iter()
+            .map(|vm| vm.demand_units(self.traces[vm.trace].at(step)))
+            .collect();
+        let snapshot = Snapshot {
+            fleet: self.fleet,
+            host_of: &self.host_of,
+            demand_units: &demands,
+            overcommit: self.config.overcommit(),
+            step_seconds: self.config.step_seconds,
+            bandwidth_mib_per_s: self.config.bandwidth_mib_per_s,
+        };
+        let lrmmt = self.lrmmt.as_mut().expect("the LR-MMT run");
+        lrmmt
+            .decide(&snapshot)
+            .into_iter()
+            .map(|(vm, from, to)| (vm, from, to, self.fleet.vms[vm].spec.memory_mib))
+            .collect()
+    }
+
+    /// The balancer's planned moves as `(vm, from, to, memory)` indices.
+    fn moves_of(&self, decision: &Decision) -> Vec<(usize, usize, usize, u64)> {
+        decision
+            .moves
+            .iter()
+            .filter_map(|planned| {
+                Some((
+                    *self.vm_index.get(planned.vm.as_str())?,
+                    *self.host_index.get(planned.from.as_str())?,
+                    *self.host_index.get(planned.to.as_str())?,
+                    planned.memory_mib,
+                ))
+            })
+            .collect()
     }
 
     /// Lands the migrations due by `now`.
@@ -258,17 +331,10 @@ impl<'a> Replay<'a> {
             .collect()
     }
 
-    /// Starts the moves `decision` planned.
-    fn start(&mut self, decision: &Decision, now: f64) {
-        for planned in &decision.moves {
-            let (Some(&vm), Some(&from), Some(&to)) = (
-                self.vm_index.get(planned.vm.as_str()),
-                self.host_index.get(planned.from.as_str()),
-                self.host_index.get(planned.to.as_str()),
-            ) else {
-                continue;
-            };
-            let seconds = planned.memory_mib as f64 / self.config.bandwidth_mib_per_s;
+    /// Starts `(vm, from, to, memory)` moves.
+    fn start(&mut self, moves: &[(usize, usize, usize, u64)], now: f64) {
+        for &(vm, from, to, memory_mib) in moves {
+            let seconds = memory_mib as f64 / self.config.bandwidth_mib_per_s;
             self.recorder.migration(vm, now);
             self.flights.push(Flight {
                 vm,

@@ -58,6 +58,9 @@ impl BacktestReport {
             row("VMs moved more than once in an hour".into(), &|r| {
                 r.metrics.vms_moved_twice_in_an_hour.to_string()
             }),
+            row("energy, linear model (kWh)".into(), &|r| {
+                format!("{:.1}", r.metrics.energy_kwh())
+            }),
             row("replay wall time (s)".into(), &|r| {
                 format!("{:.2}", r.wall.as_secs_f64())
             }),

@@ -38,6 +38,7 @@ fn config(traces: &Path) -> BacktestConfig {
         cpus: 2,
         cpu_units: 1000.0,
         memory_mib: 8192,
+        power: crate::backtest::energy::ML110_G4,
     }];
     config.vm_shapes = vec![VmShape {
         units: 1000.0,
@@ -84,12 +85,15 @@ fn the_table_puts_the_policies_side_by_side() {
         "{table}"
     );
     assert!(lines[1].trim_start().starts_with("none"), "{table}");
-    assert!(lines[1].contains("seed") && lines[1].contains("score"));
+    for run in ["seed", "score", "forecast", "density", "lr-mmt"] {
+        assert!(lines[1].contains(run), "{table}");
+    }
     assert!(lines[2].starts_with("migrations"));
     assert!(lines[3].starts_with("host-time over 80% (%)"));
     assert!(lines[4].starts_with("host-time at 100%, SLA violation (%)"));
     assert!(lines[5].starts_with("VMs moved more than once in an hour"));
-    assert!(lines[6].starts_with("replay wall time (s)"));
+    assert!(lines[6].starts_with("energy, linear model (kWh)"));
+    assert!(lines[7].starts_with("replay wall time (s)"));
 }
 
 #[test]
