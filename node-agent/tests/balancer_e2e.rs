@@ -1,6 +1,7 @@
 //! The balancer on real VMs: three agents driving QEMU, each node declaring a capacity of one
-//! CPU; three guests that keep a vCPU 100 % busy start on ferby; the seed policy moves them by
-//! live migration until each node has one, and then nothing more moves.
+//! CPU; three guests that keep a vCPU 100 % busy start on ferby; the policy (`seed`, and
+//! `forecast`) moves them by live migration until each node has one, and then nothing more
+//! moves.
 //!
 //! The nodes share this machine's CPUs, so each declares one CPU (`capacity.cpus: 1`) and the
 //! balancer judges it by its own guests' use on that one CPU (see
@@ -17,6 +18,7 @@ use common::{
     wait_heartbeats,
 };
 use herd_agent::test_guests::TestGuest;
+use herd_crds::balancing::{BalancerDecision, BalancerMoveReason};
 use herd_crds::migration::MigrationPhase;
 use herd_crds::node::{Capacity, NodeSpec};
 use herd_crds::virtual_machine::VmState;
@@ -29,13 +31,17 @@ use herd_tests::{EtcdServer, unique_prefix};
 const NODES: [&str; 3] = ["ferby", "gerby", "herby"];
 const VMS: [&str; 3] = ["spin-1", "spin-2", "spin-3"];
 
-/// The seed's knobs at the lab's pace: 2 s samples, 5 points; three 1-vCPU guests fit one
-/// declared CPU only with an overcommit of 3.
-const POLICY: &str = "balancer: {enabled: true, policy: seed, thresholdPercent: 80, \
-                      pointsToTrigger: 5, sampleIntervalSeconds: 2}\n\
-                      scheduling: {cpuOvercommitRatio: 4}\n";
+/// The seed's knobs at the lab's pace for `policy`: 2 s samples, 5 points; three 1-vCPU
+/// guests fit one declared CPU only with an overcommit of 3.
+fn cluster_policy(policy: &str) -> String {
+    format!(
+        "balancer: {{enabled: true, policy: {policy}, thresholdPercent: 80, \
+         pointsToTrigger: 5, sampleIntervalSeconds: 2}}\n\
+         scheduling: {{cpuOvercommitRatio: 4}}\n"
+    )
+}
 
-async fn declare_nodes(store: &Store) -> Result<()> {
+async fn declare_nodes(store: &Store, policy: &str) -> Result<()> {
     for node in NODES {
         let spec = NodeSpec {
             heartbeat_interval_seconds: 2,
@@ -47,7 +53,7 @@ async fn declare_nodes(store: &Store) -> Result<()> {
         };
         store.create::<Node>(&Object::new(node, spec)).await?;
     }
-    let policy = herd_crds::yaml::from_str(POLICY)?;
+    let policy = herd_crds::yaml::from_str(&cluster_policy(policy))?;
     store
         .create::<ClusterPolicy>(&Object::new("default", policy))
         .await?;
@@ -131,12 +137,42 @@ async fn balancer_events(store: &Store) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_spinning_guests_on_one_node_end_one_per_node_and_stay() -> Result<()> {
+    settle_and_stay("seed", |decision| {
+        // The seed's help protocol: ferby's points up to the trigger, who offered.
+        assert_eq!(
+            decision.points_history.last().map(|s| s.points),
+            Some(5),
+            "{decision:?}"
+        );
+        assert!(!decision.offers.is_empty(), "{decision:?}");
+        assert!(decision.predicted.source_before.hot, "{decision:?}");
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forecast_spreads_three_spinning_guests_and_they_stay() -> Result<()> {
+    settle_and_stay("forecast", |decision| {
+        // Judged on the guests' predicted demand, not on points.
+        assert_eq!(
+            decision.reason,
+            BalancerMoveReason::PredictedOverload,
+            "{decision:?}"
+        );
+        assert!(decision.points_history.is_empty(), "{decision:?}");
+    })
+    .await
+}
+
+/// Three spinning guests start on ferby; under `policy` they end one per node with exactly two
+/// live migrations (each decision also passing `check_decision`), and stay.
+async fn settle_and_stay(policy: &str, check_decision: impl Fn(&BalancerDecision)) -> Result<()> {
     let etcd = EtcdServer::start()?;
     let prefix = unique_prefix();
     let store = Store::connect(&etcd.endpoints(), &prefix).await?;
     let work = tempfile::tempdir()?;
     let _reaper = Reaper(work.path().to_owned());
-    declare_nodes(&store).await?;
+    declare_nodes(&store, policy).await?;
     spin_disk(&store, work.path()).await?;
     let _controller = start_controller(&etcd, &prefix)?;
 
@@ -179,20 +215,16 @@ async fn three_spinning_guests_on_one_node_end_one_per_node_and_stay() -> Result
     );
     assert_ne!(moves[0].0, moves[1].0, "no guest moved twice: {moves:?}");
 
-    // Each move keeps its decision: ferby's points up to the trigger, who offered, the
-    // predicted effect (never a hot target), and the VMs considered.
+    // Each move keeps its decision: the policy's reasons, the predicted effect (never a hot
+    // target), and the VMs considered.
     for migration in store.list_with_status::<MigrationSpec>().await? {
         let status = migration.status.expect("a status");
         let decision = status
             .decision
             .expect("a balancer migration keeps its decision");
-        assert_eq!(
-            decision.points_history.last().map(|s| s.points),
-            Some(5),
-            "{decision:?}"
-        );
-        assert!(!decision.offers.is_empty(), "{decision:?}");
-        assert!(decision.predicted.source_before.hot, "{decision:?}");
+        let decided_by = format!("{:?}", decision.policy).to_lowercase();
+        assert_eq!(decided_by, policy, "{decision:?}");
+        check_decision(&decision);
         assert!(!decision.predicted.target_after.hot, "{decision:?}");
         assert!(
             decision
