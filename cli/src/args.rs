@@ -67,6 +67,8 @@ pub enum Command {
     Node(NodeArgs),
     /// Balancer tools: replay CPU traces through the balancer (simulate).
     Balance(BalanceArgs),
+    /// GitOps: the git repositories herd syncs (status, reconcile, suspend, resume, diff).
+    Gitops(GitopsArgs),
     /// Print a shell completion script.
     Completion(CompletionArgs),
     /// Start a local lab: etcd, the controller and node agents on this machine.
@@ -236,6 +238,51 @@ pub struct NodeArgs {
     /// How often the agent sends its heartbeat, in whole seconds, such as 5s or 1m.
     #[arg(long, value_parser = parse_whole_seconds, group = "settings")]
     pub heartbeat_interval: Option<u32>,
+}
+
+/// `herdctl gitops`.
+#[derive(Args)]
+pub struct GitopsArgs {
+    #[command(subcommand)]
+    pub command: GitopsCommand,
+}
+
+#[derive(Subcommand)]
+pub enum GitopsCommand {
+    /// Show every GitRepository (or one, in detail): commit, conditions, inventory, last runs.
+    Status(GitopsStatusArgs),
+    /// Sync a repository now and wait for the run's result.
+    Reconcile(GitopsReconcileArgs),
+    /// Stop syncing a repository (nothing is fetched or written).
+    Suspend(GitopsName),
+    /// Sync a suspended repository again.
+    Resume(GitopsName),
+    /// Fetch the repository and show what a sync would change (exit 0: nothing, 1: changes, 2: error).
+    Diff(GitopsName),
+}
+
+/// A GitRepository named on the command line.
+#[derive(Args)]
+pub struct GitopsName {
+    /// The GitRepository's name.
+    pub name: String,
+}
+
+/// `herdctl gitops status`.
+#[derive(Args)]
+pub struct GitopsStatusArgs {
+    /// One repository, shown in detail; all of them as a table when left out.
+    pub name: Option<String>,
+}
+
+/// `herdctl gitops reconcile`.
+#[derive(Args)]
+pub struct GitopsReconcileArgs {
+    /// The GitRepository's name.
+    pub name: String,
+    /// How long to wait for the run (such as 30s or 2m); 0 to ask and not wait.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `herdctl balance`.

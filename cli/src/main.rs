@@ -29,11 +29,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{BalanceCommand, Cli, Command};
+use crate::args::{BalanceCommand, Cli, Command, GitopsCommand};
 use crate::commands::diff as diff_cmd;
 use crate::commands::vm::VmVerb;
 use crate::commands::{Target, balance, completion, delete, describe as describe_cmd};
-use crate::commands::{apply as apply_cmd, get, node, vm, wait};
+use crate::commands::{apply as apply_cmd, get, gitops, node, vm, wait};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
@@ -88,6 +88,18 @@ async fn dispatch(cli: Cli) -> Result<u8, Failure> {
         Command::Node(args) => node::settings(t, args).await,
         Command::Balance(args) => match args.command {
             BalanceCommand::Simulate(args) => balance::simulate(args),
+        },
+        Command::Gitops(args) => match args.command {
+            GitopsCommand::Status(args) => gitops::status(t, args).await,
+            GitopsCommand::Reconcile(args) => gitops::reconcile(t, args).await,
+            GitopsCommand::Suspend(args) => gitops::suspend(t, args, true).await,
+            GitopsCommand::Resume(args) => gitops::suspend(t, args, false).await,
+            GitopsCommand::Diff(args) => {
+                return match gitops::diff(t, args).await {
+                    Ok(differs) => Ok(u8::from(differs)),
+                    Err(failure) => Err(failure.with_code(2)),
+                };
+            }
         },
         Command::Completion(args) => completion::run(args),
         Command::Up(args) => {

@@ -215,6 +215,19 @@ fn run_the_readme_tour(root: &Path) {
                 let nodes = text(&herdctl(root, &["get", "node", node, "-o", "yaml"]));
                 assert!(!nodes.contains("unschedulable: true"), "{nodes}");
             }
+            ["apply", "-f", "manifests/examples/gitops/"] => {
+                make_fleet_repository();
+                assert!(run().contains("gitrepository/fleet created"), "{command}");
+            }
+            ["gitops", "status"] => wait_until(root, "gitrepository/fleet Ready", || {
+                let status = text(&herdctl(root, &["gitops", "status"]));
+                status
+                    .lines()
+                    .any(|l| l.starts_with("fleet ") && l.contains(" True "))
+            }),
+            ["gitops", "diff", "fleet"] => assert!(run().contains("0 to create"), "{command}"),
+            ["gitops", "reconcile", "fleet"] => assert!(run().contains("synced"), "{command}"),
+            ["gitops", "suspend", "fleet"] => assert!(run().contains("suspended"), "{command}"),
             ["apply", "-f", folder] => {
                 let applied = run();
                 assert!(
@@ -229,6 +242,44 @@ fn run_the_readme_tour(root: &Path) {
             _ => panic!("the README's tour shows `{command}`, which this test does not check"),
         }
     }
+}
+
+/// The git repository `manifests/examples/gitops/fleet.yaml` names: `/tmp/herd-fleet.git`,
+/// made anew with one VM under `vms/`, as `docs/gitops.md` shows.
+fn make_fleet_repository() {
+    let bare = Path::new("/tmp/herd-fleet.git");
+    let _ = std::fs::remove_dir_all(bare);
+    let work = tempfile::tempdir().unwrap();
+    let git = |dir: &Path, args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out));
+    };
+    git(
+        work.path(),
+        &["init", "-q", "--bare", "-b", "main", "/tmp/herd-fleet.git"],
+    );
+    git(work.path(), &["init", "-q", "-b", "main", "."]);
+    std::fs::create_dir(work.path().join("vms")).unwrap();
+    let vm = "apiVersion: herd.dev/v1alpha1\nkind: VirtualMachine\nmetadata:\n  name: from-git\nspec:\n  vcpus: 1\n  memoryMiB: 64\n";
+    std::fs::write(work.path().join("vms/from-git.yaml"), vm).unwrap();
+    git(work.path(), &["add", "-A"]);
+    git(
+        work.path(),
+        &[
+            "-c",
+            "user.name=lab",
+            "-c",
+            "user.email=lab@herd.invalid",
+            "commit",
+            "-qm",
+            "from-git",
+        ],
+    );
+    git(work.path(), &["push", "-q", "/tmp/herd-fleet.git", "main"]);
 }
 
 /// What a streaming `herdctl` command printed in `period`, after which it is stopped.

@@ -1,4 +1,5 @@
-//! The controller's HTTP endpoints: `/metrics` (Prometheus text) and `/healthz`.
+//! The controller's HTTP endpoints: `/metrics` (Prometheus text), `/healthz` and, when a
+//! secret is configured, the GitOps webhook (`herd_gitops::webhook`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,11 +10,16 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 
-/// Serves the endpoints on `address` until the task is dropped.
-pub async fn serve(address: SocketAddr, registry: Arc<Registry>) -> std::io::Result<()> {
+/// Serves the endpoints, and the routes of `extra`, on `address` until the task is dropped.
+pub async fn serve(
+    address: SocketAddr,
+    registry: Arc<Registry>,
+    extra: Router,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(move || metrics(registry.clone())));
+        .route("/metrics", get(move || metrics(registry.clone())))
+        .merge(extra);
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "serving /metrics and /healthz");
     axum::serve(listener, app).await

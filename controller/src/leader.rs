@@ -1,4 +1,5 @@
-//! Leading: campaign, and while leader run the caches, workers, node lifecycle and resync;
+//! Leading: campaign, and while leader run the caches, workers, node lifecycle, resync and the
+//! GitOps sync loop;
 //! when leadership is lost stop all of it at once and campaign again.
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub struct Settings {
     pub identity: String,
     pub lease_ttl: Duration,
     pub workers: usize,
+    /// Where the GitOps sync loop keeps its bare repository caches; `None`: no GitOps loop.
+    pub gitops_cache: Option<std::path::PathBuf>,
 }
 
 /// Campaigns and leads, forever.
@@ -66,6 +69,15 @@ async fn start(
     tasks.spawn(controller.clone().balance_forever());
     for _ in 0..4 {
         tasks.spawn(controller.clone().work_migrations());
+    }
+    if let Some(cache_dir) = &settings.gitops_cache {
+        let syncer = herd_gitops::Syncer {
+            store: store.clone(),
+            fence: Some(leadership.fence().clone()),
+            cache_dir: cache_dir.clone(),
+            limits: Default::default(),
+        };
+        herd_gitops::runner::start(syncer, tasks);
     }
     info!(workers = settings.workers, "caches synced; reconciling");
     Ok(())

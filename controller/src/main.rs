@@ -1,6 +1,7 @@
 //! `herd-controller` binary: flags, logging, metrics endpoint, then lead.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,16 @@ struct Flags {
     /// Address of /metrics and /healthz; empty to disable.
     #[arg(long, default_value = "127.0.0.1:9090")]
     listen: String,
+    /// Directory of the GitOps loop's bare repository caches (default: herd-gitops in the
+    /// system's temporary directory).
+    #[arg(long)]
+    gitops_cache: Option<PathBuf>,
+    /// Do not run the GitOps sync loop.
+    #[arg(long)]
+    no_gitops: bool,
+    /// File holding the GitOps webhook's HMAC secret; without it the webhook is off.
+    #[arg(long, env = "HERD_GITOPS_WEBHOOK_SECRET_FILE")]
+    gitops_webhook_secret_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -63,8 +74,9 @@ async fn run() -> anyhow::Result<()> {
     if !flags.listen.is_empty() {
         let address: SocketAddr = flags.listen.parse()?;
         let registry = Arc::new(registry);
+        let webhook = webhook_routes(&flags, &store)?;
         tokio::spawn(async move {
-            if let Err(error) = herd_controller::http::serve(address, registry).await {
+            if let Err(error) = herd_controller::http::serve(address, registry, webhook).await {
                 tracing::error!(%error, "metrics endpoint stopped");
             }
         });
@@ -73,9 +85,31 @@ async fn run() -> anyhow::Result<()> {
         identity,
         lease_ttl: Duration::from_secs(flags.lease_ttl.max(1)),
         workers: flags.workers.max(1),
+        gitops_cache: (!flags.no_gitops).then(|| {
+            flags
+                .gitops_cache
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("herd-gitops"))
+        }),
     };
     leader::run(store, settings, metrics).await?;
     Ok(())
+}
+
+/// The GitOps webhook's routes when a secret file is given (an empty secret is refused).
+fn webhook_routes(flags: &Flags, store: &Store) -> anyhow::Result<axum::Router> {
+    let Some(path) = &flags.gitops_webhook_secret_file else {
+        return Ok(axum::Router::new());
+    };
+    let secret = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the webhook secret {}: {e}", path.display()))?;
+    let secret = secret.trim_ascii().to_vec();
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "the webhook secret file {} is empty; write a long random secret into it",
+        path.display()
+    );
+    Ok(herd_gitops::webhook::router(store.clone(), secret))
 }
 
 fn default_identity() -> String {

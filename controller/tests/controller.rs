@@ -1,6 +1,5 @@
 //! The controller process against a real etcd, with hollow nodes standing in for agents.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,46 +12,8 @@ use herd_store::codec::decode_value;
 use herd_store::txn::Precondition;
 use herd_store::{Store, Versioned};
 use herd_tests::hollow::{HollowNode, start_fleet};
-use herd_tests::{EtcdServer, eventually, unique_prefix};
+use herd_tests::{ControllerProcess, EtcdServer, eventually, free_listen, unique_prefix};
 use tokio::task::JoinSet;
-
-/// A controller process, killed (SIGKILL) when dropped.
-struct ControllerProcess(Child);
-
-impl ControllerProcess {
-    fn start(etcd: &EtcdServer, prefix: &str, identity: &str, listen: &str) -> Result<Self> {
-        let child = Command::new(env!("CARGO_BIN_EXE_herd-controller"))
-            .args([
-                "--etcd",
-                &etcd.endpoint(),
-                "--prefix",
-                prefix,
-                "--identity",
-                identity,
-                "--lease-ttl",
-                "3",
-            ])
-            .args(["--listen", listen])
-            .env(
-                "RUST_LOG",
-                std::env::var("HERD_TEST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .spawn()?;
-        Ok(Self(child))
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn vm(name: &str, memory: u64) -> VirtualMachine {
     let spec: VirtualMachineSpec =
@@ -116,15 +77,6 @@ async fn lab(nodes: &[(&str, u32, u64)]) -> Result<Lab> {
         store,
         hollow,
     })
-}
-
-fn free_listen() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::cluster_policy::ClusterPolicy;
 use crate::event::Event;
+use crate::git_repository::GitRepository;
 use crate::locate::Lines;
 use crate::meta::{API_VERSION, ObjectMeta};
 use crate::migration::Migration;
@@ -33,27 +34,32 @@ pub enum AnyObject {
     Volume(Volume),
     ClusterPolicy(ClusterPolicy),
     Event(Event),
+    GitRepository(GitRepository),
 }
 
 /// The kinds a manifest may hold, in the order `herdctl apply` writes them.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     ClusterPolicy::KIND,
     Node::KIND,
     Volume::KIND,
     VirtualMachine::KIND,
     Migration::KIND,
     Event::KIND,
+    GitRepository::KIND,
 ];
 
-macro_rules! each_kind {
-    ($self:expr, $object:ident => $body:expr) => {
-        match $self {
-            AnyObject::VirtualMachine($object) => $body,
-            AnyObject::Node($object) => $body,
-            AnyObject::Migration($object) => $body,
-            AnyObject::Volume($object) => $body,
-            AnyObject::ClusterPolicy($object) => $body,
-            AnyObject::Event($object) => $body,
+/// Runs `$body` with `$object` bound to the typed object inside an [`AnyObject`].
+#[macro_export]
+macro_rules! with_object {
+    ($any:expr, $object:ident => $body:expr) => {
+        match $any {
+            $crate::manifest::AnyObject::VirtualMachine($object) => $body,
+            $crate::manifest::AnyObject::Node($object) => $body,
+            $crate::manifest::AnyObject::Migration($object) => $body,
+            $crate::manifest::AnyObject::Volume($object) => $body,
+            $crate::manifest::AnyObject::ClusterPolicy($object) => $body,
+            $crate::manifest::AnyObject::Event($object) => $body,
+            $crate::manifest::AnyObject::GitRepository($object) => $body,
         }
     };
 }
@@ -63,22 +69,22 @@ impl AnyObject {
         fn kind_of<R: Resource>(_: &R) -> &'static str {
             R::KIND
         }
-        each_kind!(self, object => kind_of(object))
+        crate::with_object!(self, object => kind_of(object))
     }
 
     pub fn plural(&self) -> &'static str {
         fn plural_of<R: Resource>(_: &R) -> &'static str {
             R::PLURAL
         }
-        each_kind!(self, object => plural_of(object))
+        crate::with_object!(self, object => plural_of(object))
     }
 
     pub fn metadata(&self) -> &ObjectMeta {
-        each_kind!(self, object => object.metadata())
+        crate::with_object!(self, object => object.metadata())
     }
 
     pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        each_kind!(self, object => object.metadata_mut())
+        crate::with_object!(self, object => object.metadata_mut())
     }
 
     pub fn name(&self) -> &str {
@@ -87,12 +93,12 @@ impl AnyObject {
 
     /// Every validation problem of the object.
     pub fn validate(&self) -> Vec<crate::FieldError> {
-        each_kind!(self, object => object.validate())
+        crate::with_object!(self, object => object.validate())
     }
 
     /// The object as YAML.
     pub fn to_yaml(&self) -> Result<String, serde_saphyr::SerializeError> {
-        each_kind!(self, object => yaml::to_string(object))
+        crate::with_object!(self, object => yaml::to_string(object))
     }
 
     /// Parses one YAML document whose `kind` is `kind`.
@@ -104,6 +110,7 @@ impl AnyObject {
             "Volume" => Self::Volume(yaml::from_str(text)?),
             "ClusterPolicy" => Self::ClusterPolicy(yaml::from_str(text)?),
             "Event" => Self::Event(yaml::from_str(text)?),
+            "GitRepository" => Self::GitRepository(yaml::from_str(text)?),
             other => {
                 return Err(YamlError {
                     path: Some("kind".into()),

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::cluster_policy::ClusterPolicy;
 use crate::event::Event;
+use crate::git_repository::GitRepository;
 use crate::meta::API_VERSION;
 use crate::migration::Migration;
 use crate::node::Node;
@@ -128,6 +129,7 @@ pub fn crd_files() -> Vec<(String, String)> {
         (Volume::PLURAL, crd::<Volume>(&["vol"])),
         (ClusterPolicy::PLURAL, crd::<ClusterPolicy>(&["cp"])),
         (Event::PLURAL, crd::<Event>(&["ev"])),
+        (GitRepository::PLURAL, crd::<GitRepository>(&["gitrepo"])),
     ];
     crds.into_iter()
         .map(|(plural, value)| {

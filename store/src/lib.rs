@@ -7,6 +7,7 @@
 //! can guard any write; a [`Watcher`] that never loses an event; and a [`Reflector`] that
 //! keeps a watch-fed in-memory copy of a key range.
 
+pub mod apply_plan;
 pub mod codec;
 pub mod election;
 pub mod error;

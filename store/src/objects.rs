@@ -139,13 +139,7 @@ impl Store {
     /// state changed. Fails with `Conflict` when the object changed meanwhile.
     pub async fn update<R: Resource>(&self, object: &R) -> Result<R, StoreError> {
         let current: R = self.get_existing(object.name()).await?;
-        let expected = object
-            .metadata()
-            .revision()
-            .ok_or_else(|| StoreError::MissingRevision {
-                kind: R::KIND.to_owned(),
-                name: object.name().to_owned(),
-            })?;
+        let expected = crate::txn::revision_of(object)?;
         let found = current.metadata().revision().unwrap_or(0);
         if expected != found {
             return Err(StoreError::Conflict {

@@ -68,6 +68,17 @@ pub fn prepare_new<R: Resource>(object: &R) -> R {
     new
 }
 
+/// The revision `object` was read at (its resourceVersion); an update needs it.
+pub fn revision_of<R: Resource>(object: &R) -> Result<Revision, StoreError> {
+    object
+        .metadata()
+        .revision()
+        .ok_or_else(|| StoreError::MissingRevision {
+            kind: R::KIND.to_owned(),
+            name: object.name().to_owned(),
+        })
+}
+
 impl Transaction {
     /// Only applies while `fence` still holds (the writer is still the leader).
     pub fn fenced(mut self, fence: &Fence) -> Self {
@@ -91,13 +102,7 @@ impl Transaction {
     /// Replaces `object` if its stored revision is still `object`'s resourceVersion.
     /// The caller is responsible for `metadata.generation` (see [`Store::update`]).
     pub fn update<R: Resource>(mut self, object: &R) -> Result<Self, StoreError> {
-        let revision = object
-            .metadata()
-            .revision()
-            .ok_or_else(|| StoreError::MissingRevision {
-                kind: R::KIND.to_owned(),
-                name: object.name().to_owned(),
-            })?;
+        let revision = revision_of(object)?;
         let key = self.store.keys().object(R::PLURAL, object.name())?;
         let value = encode_object(object)?;
         self.push::<R>(

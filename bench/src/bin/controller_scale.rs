@@ -23,6 +23,7 @@ use clap::Parser;
 use herd_crds::{Object, Resource, VirtualMachine, VirtualMachineSpec};
 use herd_store::{Store, WatchEvent};
 use herd_tests::hollow::{HollowNode, start_fleet};
+use herd_tests::stats::quantile_ms;
 use herd_tests::{EtcdServer, unique_prefix};
 use tokio::task::JoinSet;
 
@@ -323,15 +324,6 @@ fn rss_mib(pid: u32) -> Result<f64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("no VmRSS")?;
     Ok(kib / 1024.0)
-}
-
-/// The `q`-quantile of `values` (sorted in place), in milliseconds.
-fn quantile_ms(values: &mut [Duration], q: f64) -> f64 {
-    values.sort();
-    let index = ((values.len() as f64 - 1.0) * q).round() as usize;
-    values
-        .get(index)
-        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
 fn latencies(timeline: &Timeline, to: &HashMap<String, Instant>) -> Vec<Duration> {

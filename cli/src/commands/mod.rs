@@ -8,6 +8,7 @@ pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod get;
+pub mod gitops;
 pub mod node;
 pub mod vm;
 pub mod wait;
