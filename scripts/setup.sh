@@ -39,7 +39,8 @@ needs=(
   "cpio                   /usr/bin/cpio"
   "python3                /usr/bin/python3"
   "xz-utils               /usr/bin/xz"
-  "git                    /usr/bin/git"
+  # GitOps tests serve repositories with git http-backend and fetch file:// with upload-pack.
+  "git                    /usr/bin/git /usr/lib/git-core/git-http-backend /usr/lib/git-core/git-upload-pack"
   "ca-certificates        /etc/ssl/certs/ca-certificates.crt"
 )
 
