@@ -7,7 +7,9 @@
 //! - **A VM's forecast** ([`VmForecast`]): per vCPU, the mean and the variance of that window.
 //!   A VM with one sample is forecast at that sample with no variance.
 //! - **A host's outlook** ([`Outlook`]): its background plus the sum of its vCPUs' means
-//!   (each capped at one CPU), and the sum of their variances, in percent of one of its CPUs.
+//!   (each capped at one CPU), and the sum of their variances, in percent of one of its CPUs
+//!   (a vCPU's deviation counts only up to what keeps its mean + 2σ within one CPU: it cannot
+//!   use more).
 //!   Its **predicted peak** is `(mean + PEAK_SIGMAS × √variance) / cpus`: the load it reaches
 //!   with a probability of about 2% per sample when its VMs vary independently around their
 //!   recent means. A host is **predicted overloaded** when that peak is above the threshold
@@ -136,8 +138,11 @@ impl Outlook {
     fn shifted(mut self, vm: &VmForecast, sign: f64) -> Self {
         for (mean, variance) in vm.mean.iter().zip(&vm.variance) {
             let local = (mean / self.speed).min(100.0);
+            // A vCPU never uses more than one CPU: its spread counts only up to that.
+            let room = ((100.0 - local) / PEAK_SIGMAS).max(0.0);
+            let deviation = (variance.sqrt() / self.speed).min(room);
             self.mean += sign * local;
-            self.variance += sign * variance / (self.speed * self.speed);
+            self.variance += sign * deviation * deviation;
             if contention::is_busy(local) {
                 self.busy = if sign > 0.0 {
                     self.busy + 1
@@ -236,12 +241,13 @@ mod tests {
         assert_eq!(calm.mean_percent(), risky.mean_percent());
         assert_eq!(calm.peak_percent(), 80.0);
         assert!(!calm.overloaded(80.0) && calm.fits(80.0));
-        // 160% + 2 × √(4 × 1600) = 320% of one CPU: 160% of two, demand above capacity.
-        assert_eq!(risky.peak_percent(), 160.0);
+        // Each VM's deviation (40) counts up to what keeps it within one CPU: (100 − 40) / 2
+        // = 30. 160% + 2 × √(4 × 900) = 280% of one CPU: 140% of two, above capacity.
+        assert_eq!(risky.peak_percent(), 140.0);
         assert!(risky.overloaded(80.0) && !risky.fits(80.0));
-        // Two bursty VMs left: (80 + 2 × √3200) / 2 = 96.6%, (80 + 3 × √3200) / 2 = 124.9%.
+        // Two bursty VMs left: (80 + 2 × √1800) / 2 = 82.4%, (80 + 3 × √1800) / 2 = 103.6%.
         let two = risky.without(&bursty).without(&bursty);
-        assert!((two.peak_percent() - (80.0 + 2.0 * 3200_f64.sqrt()) / 2.0).abs() < 1e-9);
+        assert!((two.peak_percent() - (80.0 + 2.0 * 1800_f64.sqrt()) / 2.0).abs() < 1e-9);
         assert!(!two.fits_lastingly(80.0));
         assert!(calm.fits_lastingly(80.0), "no variance: the same peak");
     }
@@ -254,6 +260,14 @@ mod tests {
         assert!(!host.overloaded(80.0), "no contention");
         assert!(host.with(&full).overloaded(80.0));
         assert!(!host.fits(80.0));
+        // A spinning guest whose measured demand wobbles around 100%: still one CPU at most.
+        let wobbly = VmForecast {
+            mean: vec![100.0],
+            variance: vec![400.0],
+        };
+        let alone = Outlook::empty(1, 1.0, 0.0).with(&wobbly);
+        assert_eq!(alone.peak_percent(), 100.0);
+        assert!(!alone.overloaded(80.0));
     }
 
     #[test]
