@@ -53,7 +53,7 @@ async fn simulated_hosts_register_run_vms_and_report_modelled_load() -> Result<(
                 "--lease-ttl",
                 "4",
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .spawn()?,
     );
@@ -67,7 +67,7 @@ async fn simulated_hosts_register_run_vms_and_report_modelled_load() -> Result<(
                 "--listen",
                 "",
             ])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .spawn()?,
     );
