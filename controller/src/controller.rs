@@ -392,7 +392,9 @@ impl Controller {
             }
             (VmAction::Place { node, assignment }, Some(vm)) => {
                 let placed = self.apply_place(vm, &node, &assignment).await;
-                if placed.is_err() {
+                // A placement written earlier but not yet seen in the cache fails here (its
+                // assignment exists): its room stays reserved, or the next VM would get it.
+                if placed.is_err() && !self.assignment_exists(&node, name).await {
                     self.ledger.lock().expect("ledger lock").release(name);
                 }
                 placed.map(|()| None)
@@ -454,6 +456,17 @@ impl Controller {
                 Some(vm),
             ) => self.apply_hold(vm, condition, reason, message).await,
             (_, None) => Ok(None),
+        }
+    }
+
+    /// Whether the store holds the assignment of `vm` to `node` (false when it cannot tell).
+    async fn assignment_exists(&self, node: &str, vm: &str) -> bool {
+        let Ok(key) = self.store.keys().assignment(node, vm) else {
+            return false;
+        };
+        match self.store.list_raw(&key, None).await {
+            Ok((entries, _)) => entries.iter().any(|(found, _, _)| *found == key),
+            Err(_) => false,
         }
     }
 
