@@ -11,7 +11,7 @@ use herd_crds::{Event, Node, NodeStatus, Object, RunState, VirtualMachine, Virtu
 use herd_store::codec::decode_value;
 use herd_store::txn::Precondition;
 use herd_store::{Store, Versioned};
-use herd_tests::hollow::{HollowNode, start_fleet};
+use herd_tests::hollow::{HollowNode, start_leased_fleet};
 use herd_tests::{ControllerProcess, EtcdServer, eventually, free_listen, unique_prefix};
 use tokio::task::JoinSet;
 
@@ -54,17 +54,13 @@ async fn lab(nodes: &[(&str, u32, u64)]) -> Result<Lab> {
         .collect();
     // One lease for the fleet, renewed by the test; dropping `hollow` stops the renewal too.
     let lease = store.grant_lease(Duration::from_secs(6)).await?;
-    start_fleet(
+    start_leased_fleet(
         &store,
         fleet,
         Duration::from_millis(300),
-        lease.id(),
+        lease,
         &mut hollow,
     );
-    hollow.spawn(async move {
-        let _held = lease;
-        std::future::pending::<()>().await
-    });
     let expected = nodes.len();
     eventually(10, "every hollow node's heartbeat", || async {
         let (beats, _) = store.list_raw(&store.keys().heartbeats(), None).await?;

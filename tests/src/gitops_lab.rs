@@ -13,7 +13,7 @@ use herd_store::Store;
 use tokio::task::JoinSet;
 
 use crate::git::{GitHttpServer, GitRepo};
-use crate::hollow::{HollowNode, start_fleet};
+use crate::hollow::{HollowNode, start_leased_fleet};
 use crate::{
     ControllerProcess, EtcdServer, binary, eventually, free_listen, http_post, unique_prefix,
 };
@@ -60,17 +60,7 @@ impl GitOpsLab {
             HollowNode::new("ferby", 64, 262_144),
             HollowNode::new("gerby", 64, 262_144),
         ];
-        start_fleet(
-            &store,
-            nodes,
-            Duration::from_millis(300),
-            lease.id(),
-            &mut fleet,
-        );
-        fleet.spawn(async move {
-            let _held = lease;
-            std::future::pending::<()>().await
-        });
+        start_leased_fleet(&store, nodes, Duration::from_millis(300), lease, &mut fleet);
         let repo = GitRepo::new("fleet")?;
         repo.write("README.md", "herd fleet\n")?;
         repo.commit("start")?;

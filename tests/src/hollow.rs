@@ -209,3 +209,20 @@ pub fn start_fleet(
     tasks.spawn(acknowledge_assignments(store.clone(), stats.clone()));
     stats
 }
+
+/// [`start_fleet`] on `lease`, which the fleet's tasks then hold (and keep renewed): aborting
+/// `tasks` stops the renewal too, so the nodes' heartbeats expire as a dead agent's would.
+pub fn start_leased_fleet(
+    store: &Store,
+    nodes: Vec<HollowNode>,
+    interval: Duration,
+    lease: herd_store::Lease,
+    tasks: &mut JoinSet<()>,
+) -> Arc<FleetStats> {
+    let stats = start_fleet(store, nodes, interval, lease.id(), tasks);
+    tasks.spawn(async move {
+        let _held = lease;
+        std::future::pending::<()>().await
+    });
+    stats
+}
